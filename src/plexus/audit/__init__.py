@@ -1,0 +1,1 @@
+"""Tamper-evident audit log: typed events, hash-chained per workspace."""

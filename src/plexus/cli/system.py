@@ -1,0 +1,34 @@
+"""``plexus migrate`` and ``plexus version``."""
+
+from __future__ import annotations
+
+import platform
+
+import typer
+
+from plexus import __version__, schema
+from plexus.audit.events import Actor, AuditEventType
+from plexus.cli.common import runtime_or_exit
+from plexus.db import unit_of_work
+
+
+def migrate() -> None:
+    """Bring the database schema up to the latest migration."""
+    rt = runtime_or_exit()
+    before = schema.current_revision(rt.engine)
+    schema.upgrade(rt.engine)
+    after = schema.current_revision(rt.engine)
+    if before != after:
+        with unit_of_work(rt.sessions) as session:
+            rt.audit.record(
+                session,
+                AuditEventType.SYSTEM_SCHEMA_MIGRATED,
+                Actor.system("cli"),
+                context={"from": before, "to": after},
+            )
+    typer.echo(f"database schema at {after} (was {before or 'empty'})")
+
+
+def version() -> None:
+    """Print the Plexus version."""
+    typer.echo(f"plexus {__version__} (Python {platform.python_version()})")

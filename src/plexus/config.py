@@ -1,0 +1,321 @@
+"""Settings: one typed object, read once, that refuses unsafe production configurations.
+
+Everything Plexus is configured with comes from ``PLEXUS_*`` environment variables (or, for
+each secret, ``PLEXUS_<NAME>_FILE`` pointing at a file, as Docker and Kubernetes secrets
+are mounted). ``.env`` is read only in development. Nothing else in Plexus reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX: Final = "PLEXUS_"
+DEV_SECRETS_FILE: Final = "dev-secrets.env"
+MIN_SECRET_BYTES: Final = 32
+
+#: Fields whose value is a secret: each is a SecretStr, may come from ``PLEXUS_<NAME>_FILE``,
+#: must be at least MIN_SECRET_BYTES long in production, and is generated in development.
+SECRET_FIELDS: Final = ("audit_key",)
+
+#: Markers of values that were copied from ``.env.example`` (or are well-known defaults)
+#: rather than chosen for this deployment. A secret containing one is refused in production.
+PLACEHOLDER_MARKERS: Final = (
+    "change-me",
+    "changeme",
+    "replace-me",
+    "placeholder",
+    "example",
+    "your-secret",
+    "xxxxxxxx",
+)
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` holds one readable line per fault.
+
+    No line ever contains a secret's value, only the variable's name.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+class Settings(BaseSettings):
+    """Every setting Plexus has. See ``.env.example`` for one line of documentation each."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path("var")
+    database_url: SecretStr | None = None
+    database_statement_timeout_ms: int = Field(default=15_000, ge=100, le=600_000)
+    redis_url: SecretStr | None = None
+    queue_file: Path | None = None
+    queue_name: str = Field(default="plexus", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+
+    audit_key: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    trusted_proxies: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
+    openapi_enabled: bool | None = None
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    request_deadline_seconds: float = Field(default=30.0, gt=0, le=600)
+    keep_alive_seconds: int = Field(default=5, ge=1, le=120)
+    log_level: str = "INFO"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or not origin.startswith(("https://", "http://")):
+                msg = "each origin must be a full http(s) origin; '*' is not allowed"
+                raise ValueError(msg)
+            if origin.rstrip("/") != origin or origin.count("/") != 2:  # noqa: PLR2004 - "//" only
+                msg = "an origin has a scheme and a host, and no path"
+                raise ValueError(msg)
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'plexus.db').resolve()}"
+
+    @property
+    def resolved_queue_file(self) -> Path:
+        return self.queue_file or self.data_dir / "queue.db"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def docs_enabled(self) -> bool:
+        if self.openapi_enabled is not None:
+            return self.openapi_enabled
+        return not self.is_production
+
+    def secret(self, name: str) -> str:
+        """The value of a secret setting; raises if it is unset (validated at startup)."""
+        value = getattr(self, name)
+        if not isinstance(value, SecretStr):
+            msg = f"{env_name(name)} is not set"
+            raise ConfigError([msg])
+        return value.get_secret_value()
+
+    def secret_values(self) -> list[str]:
+        """Every secret value in use, for the log redactor to recognise anywhere."""
+        values = [self.secret(n) for n in SECRET_FIELDS if getattr(self, n) is not None]
+        for url in (self.database_url, self.redis_url):
+            if url is not None:
+                password = _url_password(url.get_secret_value())
+                if password:
+                    values.append(password)
+        return values
+
+
+def _url_password(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _read_secret_files(environ: dict[str, str], problems: list[str]) -> dict[str, str]:
+    """Resolve ``PLEXUS_<NAME>_FILE`` variables into values for their secret."""
+    resolved: dict[str, str] = {}
+    for name in (*SECRET_FIELDS, "database_url", "redis_url"):
+        file_var = f"{env_name(name)}_FILE"
+        path = environ.get(file_var)
+        if not path:
+            continue
+        if env_name(name) in environ:
+            problems.append(f"{env_name(name)} and {file_var} are both set; set only one")
+            continue
+        try:
+            resolved[env_name(name)] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError:
+            problems.append(f"{file_var} names a file that cannot be read")
+    return resolved
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    """Parse a dotenv-style file: ``KEY=value`` lines, ``#`` comments, optional quotes."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":  # noqa: PLR2004
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _ensure_dev_secrets(data_dir: Path, environ: dict[str, str]) -> dict[str, str]:
+    """Generate each missing secret once into ``dev-secrets.env`` (mode 0600) and reuse it."""
+    path = data_dir / DEV_SECRETS_FILE
+    stored = _read_env_file(path)
+    missing = [n for n in SECRET_FIELDS if env_name(n) not in environ and env_name(n) not in stored]
+    if missing:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name in missing:
+            stored[env_name(name)] = secrets.token_urlsafe(48)
+        body = "# Generated by Plexus for development only. Never use these in production.\n"
+        body += "".join(f"{k}={v}\n" for k, v in sorted(stored.items()))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(body)
+    path.chmod(0o600)
+    return stored
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+def _secret_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    for name in SECRET_FIELDS:
+        value = getattr(settings, name)
+        var = env_name(name)
+        if value is None or not value.get_secret_value():
+            problems.append(f"{var} is required in production (or {var}_FILE)")
+            continue
+        secret = value.get_secret_value()
+        if _is_placeholder(secret):
+            problems.append(f"{var} is a placeholder value; generate a real secret")
+        elif len(secret.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{var} is shorter than {MIN_SECRET_BYTES} bytes")
+    return problems
+
+
+def check_settings(settings: Settings) -> list[str]:
+    """Return one line per problem that makes these settings unsafe for their environment."""
+    if not settings.is_production:
+        return []
+    problems = _secret_problems(settings)
+    if settings.database_url is not None and _is_placeholder(
+        _url_password(settings.database_url.get_secret_value()) or ""
+    ):
+        problems.append("PLEXUS_DATABASE_URL contains a placeholder password")
+    if settings.tls_cert_file is None and settings.tls_key_file is not None:
+        problems.append("PLEXUS_TLS_KEY_FILE is set without PLEXUS_TLS_CERT_FILE")
+    if settings.tls_cert_file is not None and settings.tls_key_file is None:
+        problems.append("PLEXUS_TLS_CERT_FILE is set without PLEXUS_TLS_KEY_FILE")
+    if not settings.tls_enabled and not settings.trusted_proxies:
+        problems.append(
+            "production refuses plain HTTP: set PLEXUS_TLS_CERT_FILE and PLEXUS_TLS_KEY_FILE "
+            "(or --tls-cert/--tls-key), or PLEXUS_TRUSTED_PROXIES for a TLS-terminating proxy"
+        )
+    for name in ("tls_cert_file", "tls_key_file"):
+        path = getattr(settings, name)
+        if path is not None and not Path(path).is_file():
+            problems.append(f"{env_name(name)} names a file that does not exist")
+    return problems
+
+
+def load_settings(
+    environ: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build and check the settings; raise ConfigError with every problem found.
+
+    ``environ`` defaults to the process environment; ``overrides`` are values given on the
+    command line, which win over the environment.
+    """
+    env = dict(os.environ if environ is None else environ)
+    problems: list[str] = []
+    values: dict[str, str] = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    values.update(_read_secret_files(env, problems))
+    environment = values.get(env_name("env"), Environment.DEVELOPMENT.value).lower()
+    if environment == Environment.DEVELOPMENT.value:
+        dotenv = _read_env_file(Path(".env"))
+        values = {**{k: v for k, v in dotenv.items() if k.startswith(ENV_PREFIX)}, **values}
+        data_dir = Path(values.get(env_name("data_dir"), "var"))
+        values = {**_ensure_dev_secrets(data_dir, values), **values}
+    elif environment == Environment.TEST.value:
+        for name in SECRET_FIELDS:
+            values.setdefault(env_name(name), secrets.token_urlsafe(48))
+    init: dict[str, Any] = {k[len(ENV_PREFIX) :].lower(): v for k, v in values.items()}
+    init = {k: v for k, v in init.items() if k in Settings.model_fields}
+    init.update(overrides or {})
+    try:
+        settings = _from_values(init)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            problems.append(f"{env_name(field)} is invalid: {error['msg']}")
+        raise ConfigError(problems) from None
+    problems.extend(check_settings(settings))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _from_values(init: dict[str, Any]) -> Settings:
+    # Values arrive as strings from the environment; list settings are comma-separated.
+    for key in ("trusted_proxies", "cors_origins"):
+        if isinstance(init.get(key), str):
+            init[key] = [p.strip() for p in str(init[key]).split(",") if p.strip()]
+    # Read from the mapping we built only, never again from the process environment.
+    return Settings.model_validate(init)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()

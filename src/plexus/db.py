@@ -1,0 +1,110 @@
+"""Engine, sessions and the single commit point.
+
+SQLite (WAL, foreign keys, busy timeout) is the embedded default; PostgreSQL through
+psycopg 3 is the production database. Services never commit: a request or a task commits
+once, at its edge, through ``unit_of_work``; callbacks registered with ``after_commit``
+(jobs to enqueue, webhooks to send) run only once that commit has succeeded, and are
+dropped on rollback.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from plexus.config import Settings
+
+_AFTER_COMMIT: Final = "plexus_after_commit"
+SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
+
+
+def build_engine(settings: Settings, url: str | None = None) -> Engine:
+    """Create the engine for the configured database with Plexus's connection settings."""
+    target = make_url(url or settings.resolved_database_url)
+    if target.get_backend_name() == "sqlite":
+        database = target.database
+        if database and database != ":memory:":
+            from pathlib import Path
+
+            Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        engine = create_engine(
+            target,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if target.get_backend_name() == "postgresql":
+        if target.drivername in ("postgresql", "postgres"):
+            target = target.set(drivername="postgresql+psycopg")
+        timeout = settings.database_statement_timeout_ms
+        return create_engine(
+            target,
+            pool_pre_ping=True,
+            connect_args={"options": f"-c statement_timeout={timeout}", "connect_timeout": 5},
+        )
+    msg = f"unsupported database backend {target.get_backend_name()!r}"
+    raise ValueError(msg)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling is off so that SQLAlchemy's BEGIN is the real one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
+    # instead of failing with "database is locked" when a reader upgrades to a writer.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's current transaction commits; drop it on rollback."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
+    for callback in callbacks:
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit when the block succeeds, roll back when it raises."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

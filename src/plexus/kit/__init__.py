@@ -1,0 +1,1 @@
+"""Domain-free helpers: request context, logging, networking, time."""

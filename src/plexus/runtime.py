@@ -1,0 +1,61 @@
+"""The composition root: what one Plexus process is wired with, built once at startup.
+
+``create_app``, the worker and the CLI call ``init_runtime(settings)``; everything else
+asks ``runtime()`` for the engine, the session factory, the audit service or the queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from plexus.audit.service import AuditService
+from plexus.db import build_engine, make_session_factory
+from plexus.kit.logging import register_secrets
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from plexus.config import Settings
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    audit: AuditService
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_current: Runtime | None = None
+
+
+def init_runtime(settings: Settings) -> Runtime:
+    """Wire this process for ``settings``, replacing any earlier wiring."""
+    global _current  # noqa: PLW0603 - the one process-wide composition root
+    from plexus.worker import configure_queue
+
+    register_secrets(settings.secret_values())
+    engine = build_engine(settings)
+    built = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        audit=AuditService(settings.secret("audit_key").encode()),
+    )
+    configure_queue(settings)
+    if _current is not None:
+        _current.dispose()
+    _current = built
+    return built
+
+
+def runtime() -> Runtime:
+    if _current is None:
+        msg = "Plexus is not initialised: call init_runtime(settings) at startup"
+        raise RuntimeError(msg)
+    return _current
