@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -149,3 +150,18 @@ def subprocess_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 PLEXUS_CMD = [sys.executable, "-m", "plexus"]
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``plexus ARGS`` in a child process with only ``env`` (plus PATH and HOME)."""
+    return subprocess.run(
+        [*PLEXUS_CMD, *args],
+        env=subprocess_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -16,7 +16,7 @@ from plexus.config import (
     load_settings,
 )
 
-from conftest import PLEXUS_CMD, ROOT, subprocess_env
+from conftest import ROOT, run_cli
 
 STRONG_KEY = "s3cure-" + "Q" * 40
 SHORT_KEY = "only-twenty-bytes-xx"
@@ -39,15 +39,7 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _run_serve(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PLEXUS_CMD, "serve", "--port", "9"],
-        env=subprocess_env(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(["serve", "--port", "9"], env, cwd)
 
 
 BAD_AUDIT_KEYS = {

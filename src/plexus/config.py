@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX: Final = "PLEXUS_"
 DEV_SECRETS_FILE: Final = "dev-secrets.env"
@@ -93,7 +93,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     request_deadline_seconds: float = Field(default=30.0, gt=0, le=600)
     keep_alive_seconds: int = Field(default=5, ge=1, le=120)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() has already gathered the environment, the *_FILE secrets and (in
+        # development) .env into the init values; no other source may add to them.
+        del settings_cls, env_settings, dotenv_settings, file_secret_settings
+        return (init_settings,)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -312,7 +327,7 @@ def _from_values(init: dict[str, Any]) -> Settings:
         if isinstance(init.get(key), str):
             init[key] = [p.strip() for p in str(init[key]).split(",") if p.strip()]
     # Read from the mapping we built only, never again from the process environment.
-    return Settings.model_validate(init)
+    return Settings(**init)
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -81,6 +81,10 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the session's current transaction commits; drop it on rollback."""
+    # Bind the callback to a transaction even if nothing has been queried yet, so that a
+    # rollback (or close) of that transaction discards it.
+    if not session.in_transaction():
+        session.begin()
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
@@ -91,9 +95,12 @@ def _run_after_commit(session: Session) -> None:
         callback()
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_after_commit(session: Session) -> None:
-    session.info.pop(_AFTER_COMMIT, None)
+@event.listens_for(Session, "after_transaction_end")
+def _drop_after_commit(session: Session, transaction: SessionTransaction) -> None:
+    # Fires after after_commit for a committed transaction (its callbacks already ran and
+    # were popped) and for every rolled-back or closed one, whose callbacks must not run.
+    if transaction.parent is None:
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 @contextmanager

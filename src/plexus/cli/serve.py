@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final
 
 import typer
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from plexus import schema
 from plexus.app import create_app
@@ -36,6 +37,48 @@ def _tls_context(_config: uvicorn.Config, default: Callable[[], ssl.SSLContext])
     context.set_ciphers(TLS12_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     return context
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol plus a deadline on receiving request headers.
+
+    uvicorn times out idle keep-alive connections but not a client that trickles its
+    headers (slowloris); this closes such a connection after ``header_timeout`` seconds
+    from connecting, or from the first byte of a request, without complete headers.
+    """
+
+    header_timeout: float = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
 
 
 class _FollowerServer(uvicorn.Server):
@@ -86,6 +129,11 @@ def _uvicorn_config(app: Any, host: str, port: int, rt: Runtime) -> uvicorn.Conf
         proxy_headers=False,  # Plexus resolves trusted proxies itself (RequestContext).
         timeout_keep_alive=settings.keep_alive_seconds,
         timeout_graceful_shutdown=10,
+        http=type(
+            "ConfiguredHeaderDeadlineProtocol",
+            (HeaderDeadlineProtocol,),
+            {"header_timeout": settings.header_timeout_seconds},
+        ),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         lifespan="on",
         **tls,
