@@ -68,5 +68,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes, per_prefix={})
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
     app.add_middleware(RequestContextMiddleware, settings=settings)
-    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

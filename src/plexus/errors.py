@@ -137,19 +137,8 @@ def problem_body(error: PlexusError) -> dict[str, Any]:
     return body
 
 
-def problem_response(error: PlexusError) -> Response:
-    """Render an error as problem+json; the one place a problem body is built."""
-    payload = json.dumps(problem_body(error), separators=(",", ":"), ensure_ascii=False)
-    return Response(
-        content=payload.encode(),
-        status_code=error.status,
-        media_type=PROBLEM_CONTENT_TYPE,
-        headers=error.headers,
-    )
-
-
 def problem_bytes(error: PlexusError) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """The body and raw headers of a problem, for ASGI middleware that answers directly."""
+    """The body and raw headers of a problem; the one place a problem is serialised."""
     payload = json.dumps(problem_body(error), separators=(",", ":"), ensure_ascii=False)
     body = payload.encode()
     headers = [
@@ -158,6 +147,17 @@ def problem_bytes(error: PlexusError) -> tuple[bytes, list[tuple[bytes, bytes]]]
     ]
     headers.extend((k.lower().encode(), v.encode()) for k, v in error.headers.items())
     return body, headers
+
+
+def problem_response(error: PlexusError) -> Response:
+    """Render an error as a problem+json response (for exception handlers)."""
+    body, _ = problem_bytes(error)
+    return Response(
+        content=body,
+        status_code=error.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=error.headers,
+    )
 
 
 def _validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:

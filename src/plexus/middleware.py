@@ -63,9 +63,8 @@ def _longest_prefix(path: str, table: dict[str, Any], default: Any) -> Any:
 class SecurityHeadersMiddleware:
     """Sets the transport and browser-hardening headers on every response (R13, R14)."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
