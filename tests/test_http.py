@@ -52,13 +52,15 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
 def limited(env_vars):
     env = dict(
         env_vars,
-        PLEXUS_REQUEST_DEADLINE_SECONDS="0.3",
+        # Wide enough that ordinary test routes never hit it on a loaded 2-core machine,
+        # short against the slow route's 4 s.
+        PLEXUS_REQUEST_DEADLINE_SECONDS="1.5",
         PLEXUS_MAX_BODY_BYTES="2048",
         PLEXUS_CORS_ORIGINS="https://app.example.org",
     )
     rt = init_runtime(load_settings(environ=env))
     app = create_app(rt.settings, rt)
-    state = mount_test_routes(app)
+    state = mount_test_routes(app, slow_seconds=4.0)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, state, rt
     rt.dispose()
@@ -181,7 +183,7 @@ def test_deadline_answers_504_and_rolls_back(limited) -> None:
     assert_problem(response, 504, "deadline-exceeded")
     assert not state.finished.is_set(), "504 must come before the handler finished"
     assert state.finished.wait(10)
-    time.sleep(0.3)  # let the abandoned request's commit point run
+    time.sleep(1.0)  # let the abandoned request's commit point run (it would commit now)
     with rt.sessions() as session:
         written = session.scalar(
             select(func.count()).select_from(AuditEvent).where(AuditEvent.actor_id == "slow")
