@@ -148,10 +148,6 @@ class Settings(BaseSettings):
         return self.queue_file or self.data_dir / "queue.db"
 
     @property
-    def media_dir(self) -> Path:
-        return self.data_dir / "media"
-
-    @property
     def docs_enabled(self) -> bool:
         if self.openapi_enabled is not None:
             return self.openapi_enabled

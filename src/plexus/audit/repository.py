@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from plexus.models.audit import AuditChainHead, AuditEvent
@@ -65,9 +65,3 @@ class AuditRepository:
             yield from rows
             last_seq = rows[-1].seq
             self.session.expunge_all()
-
-    def count(self, chain: str | None = None) -> int:
-        statement = select(func.count()).select_from(AuditEvent)
-        if chain is not None:
-            statement = statement.where(AuditEvent.chain == chain)
-        return int(self.session.scalar(statement) or 0)
