@@ -127,3 +127,23 @@ def test_unhandled_exception_is_logged_with_a_redacted_traceback(captured) -> No
     assert len(errors) == 1
     assert "RuntimeError" in errors[0]["exception"]
     assert rt.settings.secret("audit_key") not in errors[0]["exception"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kept", "gone"),
+    [
+        ("scopes=['api_key:read', 'content:read']", "api_key:read", None),
+        ("event auth:session:ended for auth:refresh_token:reused", "auth:session:ended", None),
+        ("Authorization: Bearer s3cr3t-value-xyz", "Authorization", "s3cr3t-value-xyz"),
+        ('{"password":"hunter2-hunter2"}', '"password"', "hunter2-hunter2"),
+    ],
+)
+def test_redaction_keeps_identifiers_and_removes_secret_values(text, kept, gone):
+    """R19: permission and event names survive; a secret after its name (with an auth
+    scheme in front or not) does not."""
+    from plexus.kit.logging import redact_text
+
+    redacted = redact_text(text)
+    assert kept in redacted
+    if gone is not None:
+        assert gone not in redacted

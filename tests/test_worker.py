@@ -108,6 +108,22 @@ def test_enqueue_rolled_back_before_any_query_is_not_sent_by_a_later_commit(runt
     assert huey.pending_count() == 0
 
 
+def test_a_released_savepoint_does_not_send_jobs_early(runtime):
+    """SQLAlchemy fires after_commit for a SAVEPOINT too; only the real commit sends."""
+    session = runtime.sessions()
+    try:
+        enqueue(session, plexus_test_worker_probe, "ok")
+        # The first audit event of a chain creates its head inside a savepoint.
+        runtime.audit.record(session, AuditEventType.SYSTEM_SERVICE_STARTED, Actor.system("x"))
+        with session.begin_nested():
+            pass
+        assert huey.pending_count() == 0, "sent when a savepoint was released"
+        session.rollback()
+    finally:
+        session.close()
+    assert huey.pending_count() == 0
+
+
 def test_enqueue_sends_exactly_once_after_commit(runtime):
     with unit_of_work(runtime.sessions) as session:
         enqueue(session, plexus_test_worker_probe, "ok")

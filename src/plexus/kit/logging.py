@@ -62,9 +62,11 @@ _SECRET_PAIR: Final = re.compile(
     ([a-z0-9_-]*(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|authori[sz]ation|
         cookie|session|credential|private[_-]?key)[a-z0-9_-]*)
     \1
-    (\s*[:=]\s*)
+    # "=" anywhere; ":" only before a space or a quote, so identifiers such as the
+    # permission "api_key:read" or the event "auth:session:ended" are left alone.
+    (\s*(?:=|:(?=\s|["']))\s*)
     (["']?)                                   # optional quote around the value
-    ([^"'\s,&;}\]]+)
+    ((?:(?:bearer|basic|digest)\s+)?[^"'\s,&;}\]]+)  # an auth scheme goes with its value
     \4
     """
 )
