@@ -33,6 +33,12 @@ PG_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("PLEXUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_AUDIT_KEY = "test-audit-key-" + "k" * 40
+#: The other secrets a test process runs with; distinctive, so log greps can find them.
+TEST_SECRETS = {
+    "PLEXUS_PASSWORD_PEPPER": "test-pepper-" + "p" * 40,
+    "PLEXUS_TOKEN_KEY": "test-token-key-" + "t" * 40,
+    "PLEXUS_MASTER_KEY": "test-master-key-" + "m" * 40,
+}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -109,6 +115,10 @@ def env_vars(database_url: str, tmp_path: Path) -> dict[str, str]:
         "PLEXUS_DATA_DIR": str(tmp_path / "var"),
         "PLEXUS_DATABASE_URL": database_url,
         "PLEXUS_AUDIT_KEY": TEST_AUDIT_KEY,
+        **TEST_SECRETS,
+        # The lowest cost bcrypt allows keeps hundreds of logins fast; tests about the cost
+        # itself set their own.
+        "PLEXUS_BCRYPT_ROUNDS": "4",
         "PLEXUS_QUEUE_NAME": f"t{uuid.uuid4().hex[:12]}",
     }
 

@@ -31,6 +31,9 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PLEXUS_ENV": "production",
         "PLEXUS_DATA_DIR": str(tmp_path / "var"),
         "PLEXUS_AUDIT_KEY": STRONG_KEY,
+        "PLEXUS_PASSWORD_PEPPER": "pepper-" + STRONG_KEY,
+        "PLEXUS_TOKEN_KEY": "token-" + STRONG_KEY,
+        "PLEXUS_MASTER_KEY": "master-" + STRONG_KEY,
         "PLEXUS_TLS_CERT_FILE": str(cert),
         "PLEXUS_TLS_KEY_FILE": str(key),
     }
@@ -200,3 +203,11 @@ def test_dotenv_is_read_in_development_only(
     assert test_env.port == 8000
     prod = load_settings(environ=_production_env(tmp_path))
     assert prod.port == 8000
+
+
+def test_malformed_rate_limits_stop_startup(tmp_path: Path) -> None:
+    """R15: a rate-limit override that cannot be parsed is a configuration error at start."""
+    env = _production_env(tmp_path, PLEXUS_RATE_LIMITS="login=lots")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=env)
+    assert any("PLEXUS_RATE_LIMITS" in p for p in caught.value.problems)

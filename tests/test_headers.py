@@ -127,7 +127,12 @@ def test_no_cors_by_default(client) -> None:
 
 def test_openapi_is_off_in_production(env_vars) -> None:
     """V13.4.5: API docs are not served in production unless enabled."""
-    env = dict(env_vars, PLEXUS_ENV="production", PLEXUS_TRUSTED_PROXIES="10.0.0.1/32")
+    env = dict(
+        env_vars,
+        PLEXUS_ENV="production",
+        PLEXUS_TRUSTED_PROXIES="10.0.0.1/32",
+        PLEXUS_BCRYPT_ROUNDS="10",
+    )
     rt = init_runtime(load_settings(environ=env))
     with TestClient(create_app(rt.settings, rt)) as client:
         assert client.get("/api/v1/openapi.json").status_code == 404

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
+
+from plexus.authz.policy import Public
 
 API_PREFIX = "/api/v1"
 
@@ -19,9 +21,28 @@ class ApiIndex(BaseModel):
 def build_api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
 
-    @router.get("/", response_model=ApiIndex, tags=["meta"])
+    @router.get("/", response_model=ApiIndex, tags=["meta"], dependencies=[Depends(Public())])
     async def api_index() -> ApiIndex:
         """What this API is (no software version: that would help an attacker only)."""
         return ApiIndex(api="plexus", version="v1")
 
+    from plexus.auth.endpoints import router as auth_router
+
+    router.include_router(auth_router)
+
+    from plexus.auth.mfa_endpoints import router as mfa_router
+
+    router.include_router(mfa_router)
+
+    from plexus.api_keys.endpoints import router as api_keys_router
+
+    router.include_router(api_keys_router)
+
+    from plexus.workspaces.endpoints import router as workspaces_router
+
+    router.include_router(workspaces_router)
+
+    from plexus.security.endpoints import router as security_router
+
+    router.include_router(security_router)
     return router

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from plexus.api import API_PREFIX, build_api_router
+from plexus.auth.endpoints import wellknown as wellknown_router
 from plexus.config import Settings, get_settings
 from plexus.errors import install_error_handlers
 from plexus.health.endpoints import router as health_router
@@ -21,6 +22,8 @@ from plexus.middleware import (
     SecurityHeadersMiddleware,
 )
 from plexus.runtime import Runtime, init_runtime
+from plexus.security.ipguard import IpGuardMiddleware
+from plexus.security.ratelimit import RateLimitHeadersMiddleware
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -56,6 +59,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(build_api_router())
+    app.include_router(wellknown_router)
     # html=False: a directory is a 404, never a listing.
     app.mount("/static", StaticFiles(directory=STATIC_DIR, html=False), name="static")
 
@@ -67,6 +71,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes, per_prefix={})
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
+    app.add_middleware(RateLimitHeadersMiddleware)
+    # Right inside RequestContext: it sees the client address resolved from trusted proxies.
+    app.add_middleware(IpGuardMiddleware, guard=rt.ip_guard)
     app.add_middleware(RequestContextMiddleware, settings=settings)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -14,7 +14,7 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -22,10 +22,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 ENV_PREFIX: Final = "PLEXUS_"
 DEV_SECRETS_FILE: Final = "dev-secrets.env"
 MIN_SECRET_BYTES: Final = 32
+#: OWASP's floor for bcrypt; the default is 12.
+MIN_PRODUCTION_BCRYPT_ROUNDS: Final = 10
 
 #: Fields whose value is a secret: each is a SecretStr, may come from ``PLEXUS_<NAME>_FILE``,
 #: must be at least MIN_SECRET_BYTES long in production, and is generated in development.
-SECRET_FIELDS: Final = ("audit_key",)
+SECRET_FIELDS: Final = ("audit_key", "password_pepper", "token_key", "master_key")
 
 #: Markers of values that were copied from ``.env.example`` (or are well-known defaults)
 #: rather than chosen for this deployment. A secret containing one is refused in production.
@@ -80,6 +82,27 @@ class Settings(BaseSettings):
     queue_name: str = Field(default="plexus", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
 
     audit_key: SecretStr | None = None
+    password_pepper: SecretStr | None = None
+    token_key: SecretStr | None = None
+    master_key: SecretStr | None = None
+
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    signup_open: bool = False
+    hibp_enabled: bool = False
+    hibp_url: str = Field(default="https://api.pwnedpasswords.com", pattern=r"^https?://[^\s?#]+$")
+    hibp_unreachable: Literal["allow", "refuse"] = "allow"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=900)
+    refresh_token_idle_seconds: int = Field(default=14 * 86_400, ge=60, le=90 * 86_400)
+    refresh_family_lifetime_seconds: int = Field(default=30 * 86_400, ge=60, le=365 * 86_400)
+    web_session_idle_seconds: int = Field(default=1_800, ge=60, le=86_400)
+    web_session_absolute_seconds: int = Field(default=43_200, ge=300, le=30 * 86_400)
+    reauth_window_seconds: int = Field(default=600, ge=30, le=3_600)
+    lockout_threshold: int = Field(default=5, ge=1, le=100)
+    lockout_base_seconds: int = Field(default=30, ge=1, le=86_400)
+    lockout_max_seconds: int = Field(default=3_600, ge=1, le=7 * 86_400)
+    rate_limits: str = ""
+    ip_block_base_seconds: int = Field(default=900, ge=1, le=7 * 86_400)
+    ip_block_max_seconds: int = Field(default=7 * 86_400, ge=1, le=365 * 86_400)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -117,6 +140,18 @@ class Settings(BaseSettings):
             ipaddress.ip_network(item, strict=False)
         return value
 
+    @field_validator("rate_limits")
+    @classmethod
+    def _valid_rate_limits(cls, value: str) -> str:
+        from plexus.security.ratelimit import limit_table
+
+        try:
+            limit_table(value)
+        except ConfigError:
+            msg = "entries are class=limit separated by ';', e.g. login=10/minute"
+            raise ValueError(msg) from None
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _valid_origins(cls, value: list[str]) -> list[str]:
@@ -146,6 +181,16 @@ class Settings(BaseSettings):
     @property
     def resolved_queue_file(self) -> Path:
         return self.queue_file or self.data_dir / "queue.db"
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of the tokens this deployment signs: its public address."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def api_key_env(self) -> Literal["live", "test"]:
+        """Production keys are ``plx_live_``; every other environment issues ``plx_test_``."""
+        return "live" if self.is_production else "test"
 
     @property
     def docs_enabled(self) -> bool:
@@ -230,7 +275,8 @@ def _ensure_dev_secrets(data_dir: Path, environ: dict[str, str]) -> dict[str, st
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(body)
-    path.chmod(0o600)
+    if path.exists():
+        path.chmod(0o600)
     return stored
 
 
@@ -268,6 +314,10 @@ def check_settings(settings: Settings) -> list[str]:
         problems.append("PLEXUS_TLS_KEY_FILE is set without PLEXUS_TLS_CERT_FILE")
     if settings.tls_cert_file is not None and settings.tls_key_file is None:
         problems.append("PLEXUS_TLS_CERT_FILE is set without PLEXUS_TLS_KEY_FILE")
+    if settings.bcrypt_rounds < MIN_PRODUCTION_BCRYPT_ROUNDS:
+        problems.append(
+            f"PLEXUS_BCRYPT_ROUNDS must be at least {MIN_PRODUCTION_BCRYPT_ROUNDS} in production"
+        )
     if not settings.tls_enabled and not settings.trusted_proxies:
         problems.append(
             "production refuses plain HTTP: set PLEXUS_TLS_CERT_FILE and PLEXUS_TLS_KEY_FILE "

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from plexus.errors import PlexusError
 from plexus.middleware import DEADLINE_EXPIRED
 from plexus.runtime import Runtime
 
@@ -33,6 +34,12 @@ def get_session(request: Request) -> Iterator[Session]:
             session.rollback()
         else:
             session.commit()
+    except PlexusError as error:
+        if error.keep_changes and not request.scope.get(DEADLINE_EXPIRED):
+            session.commit()
+        else:
+            session.rollback()
+        raise
     except BaseException:
         session.rollback()
         raise

@@ -38,11 +38,15 @@ class PlexusError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        keep_changes: bool = False,
     ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        #: Commit the request's unit of work even though the request fails: set by
+        #: failures whose own record must survive (a failed-login count, its audit event).
+        self.keep_changes = keep_changes
 
 
 class BadRequest(PlexusError):
@@ -57,8 +61,30 @@ class Unauthorized(PlexusError):
     status, code, title = 401, "unauthorized", "Authentication required"
 
 
+class InvalidCredentials(Unauthorized):
+    """One answer for an unknown account, a wrong password and a locked account."""
+
+    code, title = "invalid-credentials", "Invalid credentials"
+
+
 class PermissionDenied(PlexusError):
     status, code, title = 403, "permission-denied", "Permission denied"
+
+
+class MfaRequired(PermissionDenied):
+    code, title = "mfa-required", "Multi-factor authentication required"
+
+
+class ReauthenticationRequired(PermissionDenied):
+    code, title = "reauthentication-required", "Recent authentication required"
+
+
+class CsrfFailed(PermissionDenied):
+    code, title = "csrf-failed", "Cross-site request refused"
+
+
+class AddressBlocked(PermissionDenied):
+    code, title = "address-blocked", "Requests from this address are blocked"
 
 
 class HTTPSRequired(PermissionDenied):
@@ -92,8 +118,19 @@ class ValidationFailed(PlexusError):
 class RateLimited(PlexusError):
     status, code, title = 429, "rate-limited", "Too many requests"
 
-    def __init__(self, retry_after: int, detail: str | None = None) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+    def __init__(
+        self,
+        retry_after: int,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        keep_changes: bool = False,
+    ) -> None:
+        super().__init__(
+            detail,
+            headers={**(headers or {}), "Retry-After": str(max(1, retry_after))},
+            keep_changes=keep_changes,
+        )
         self.retry_after = retry_after
 
 

@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from plexus.audit.service import AuditService
+from plexus.auth.keyring import KeyRing
+from plexus.auth.passwords import PasswordHasher
 from plexus.db import build_engine, make_session_factory
 from plexus.kit.logging import register_secrets
+from plexus.kit.secretbox import AesGcmSecretBox, SecretBox
+from plexus.kit.tokens import TokenHasher
+from plexus.security.ipguard import IpGuard
+from plexus.security.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -26,6 +32,12 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     audit: AuditService
+    tokens: TokenHasher
+    secretbox: SecretBox
+    passwords: PasswordHasher
+    keyring: KeyRing
+    limiter: RateLimiter
+    ip_guard: IpGuard
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -41,11 +53,23 @@ def init_runtime(settings: Settings) -> Runtime:
 
     register_secrets(settings.secret_values())
     engine = build_engine(settings)
+    secretbox = AesGcmSecretBox(settings.secret("master_key").encode())
+    sessions = make_session_factory(engine)
+    audit = AuditService(settings.secret("audit_key").encode())
+    limiter = RateLimiter(settings)
     built = Runtime(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
-        audit=AuditService(settings.secret("audit_key").encode()),
+        sessions=sessions,
+        audit=audit,
+        tokens=TokenHasher(settings.secret("token_key").encode()),
+        secretbox=secretbox,
+        passwords=PasswordHasher(
+            settings.secret("password_pepper").encode(), settings.bcrypt_rounds
+        ),
+        keyring=KeyRing(secretbox, settings),
+        limiter=limiter,
+        ip_guard=IpGuard(settings, limiter, audit, sessions),
     )
     configure_queue(settings)
     if _current is not None:

@@ -112,7 +112,7 @@ def tls_files(tmp_path: Path) -> TLSFiles:
 
 @pytest.fixture
 def production_env(env_vars: dict[str, str]) -> dict[str, str]:
-    return {**env_vars, "PLEXUS_ENV": "production"}
+    return {**env_vars, "PLEXUS_ENV": "production", "PLEXUS_BCRYPT_ROUNDS": "10"}
 
 
 class TLSServer:

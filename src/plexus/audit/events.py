@@ -15,6 +15,43 @@ class AuditEventType(StrEnum):
     SYSTEM_SCHEMA_MIGRATED = "system:schema:migrated"
     AUDIT_CHAIN_VERIFIED = "audit:chain:verified"
     AUDIT_CHAIN_BROKEN = "audit:chain:broken"
+    # Identity and access
+    USER_ACCOUNT_CREATED = "user:account:created"
+    WORKSPACE_WORKSPACE_CREATED = "workspace:workspace:created"
+    WORKSPACE_SETTINGS_UPDATED = "workspace:settings:updated"
+    AUTH_LOGIN_SUCCEEDED = "auth:login:succeeded"
+    AUTH_LOGIN_FAILED = "auth:login:failed"
+    AUTH_ACCOUNT_LOCKED = "auth:account:locked"
+    AUTH_ACCOUNT_UNLOCKED = "auth:account:unlocked"
+    AUTH_MFA_SUCCEEDED = "auth:mfa:succeeded"
+    AUTH_MFA_FAILED = "auth:mfa:failed"
+    AUTH_MFA_ENABLED = "auth:mfa:enabled"
+    AUTH_MFA_DISABLED = "auth:mfa:disabled"
+    AUTH_RECOVERY_CODE_USED = "auth:recovery_code:used"
+    AUTH_RECOVERY_CODES_REGENERATED = "auth:recovery_codes:regenerated"
+    AUTH_REAUTH_SUCCEEDED = "auth:reauth:succeeded"
+    AUTH_REAUTH_FAILED = "auth:reauth:failed"
+    AUTH_TOKEN_REFRESHED = "auth:token:refreshed"  # noqa: S105 - an event name
+    AUTH_REFRESH_TOKEN_REUSED = "auth:refresh_token:reused"  # noqa: S105 - an event name
+    AUTH_SESSION_ENDED = "auth:session:ended"
+    AUTH_SESSIONS_ENDED_ALL = "auth:sessions:ended_all"
+    AUTH_PASSWORD_CHANGED = "auth:password:changed"  # noqa: S105 - an event name
+    AUTH_CSRF_FAILED = "auth:csrf:failed"
+    AUTH_SIGNING_KEY_ROTATED = "auth:signing_key:rotated"
+    API_KEY_KEY_CREATED = "api_key:key:created"
+    API_KEY_KEY_ROTATED = "api_key:key:rotated"
+    API_KEY_KEY_REVOKED = "api_key:key:revoked"
+    API_KEY_SCOPE_DENIED = "api_key:scope:denied"
+    MEMBER_ROLE_CHANGED = "member:role:changed"
+    MEMBER_MEMBER_REMOVED = "member:member:removed"
+    MEMBER_MEMBER_ADDED = "member:member:added"
+    INVITATION_INVITATION_CREATED = "invitation:invitation:created"
+    INVITATION_INVITATION_ACCEPTED = "invitation:invitation:accepted"
+    INVITATION_INVITATION_REVOKED = "invitation:invitation:revoked"
+    SECURITY_IP_BLOCKED = "security:ip:blocked"
+    SECURITY_IP_UNBLOCKED = "security:ip:unblocked"
+    SECURITY_IP_ALLOWED = "security:ip:allowed"
+    SECURITY_IP_ALLOW_REMOVED = "security:ip:allow_removed"
 
 
 class AuditResult(StrEnum):

@@ -16,6 +16,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from plexus import schema
 from plexus.app import create_app
 from plexus.audit.events import Actor, AuditEventType
+from plexus.cli.admin import first_run_admin
 from plexus.cli.common import fail, runtime_or_exit
 from plexus.config import Environment
 from plexus.db import unit_of_work
@@ -161,6 +162,7 @@ def serve(
     if redirect_http is not None and not settings.tls_enabled:
         raise fail("--redirect-http needs --tls-cert and --tls-key", code=2)
     _prepare_database(rt)
+    first_run_admin(rt)
     app = create_app(settings, rt)
     main = uvicorn.Server(_uvicorn_config(app, settings.host, settings.port, rt))
     servers: list[uvicorn.Server] = [main]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
+from plexus.authz.policy import Public
 from plexus.deps import RuntimeDep
 from plexus.errors import ServiceUnavailable
 from plexus.health.service import readiness
@@ -26,7 +27,7 @@ class Readiness(BaseModel):
     checks: dict[str, Literal["ok"]]
 
 
-@router.get("/healthz", response_model=Liveness)
+@router.get("/healthz", response_model=Liveness, dependencies=[Depends(Public("probe"))])
 async def healthz() -> Liveness:
     return Liveness(status="ok")
 
@@ -34,6 +35,7 @@ async def healthz() -> Liveness:
 @router.get(
     "/readyz",
     response_model=Readiness,
+    dependencies=[Depends(Public("probe"))],
     responses={503: {"description": "A dependency is down; the body names which."}},
 )
 async def readyz(rt: RuntimeDep) -> Readiness:

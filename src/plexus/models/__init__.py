@@ -2,5 +2,35 @@
 
 from plexus.models.audit import AuditChainHead, AuditEvent
 from plexus.models.base import Base
+from plexus.models.identity import (
+    ApiKey,
+    AuthSession,
+    Invitation,
+    IpRule,
+    LoginChallenge,
+    Membership,
+    RecoveryCode,
+    RefreshToken,
+    SecurityEvent,
+    SigningKey,
+    User,
+    Workspace,
+)
 
-__all__ = ["AuditChainHead", "AuditEvent", "Base"]
+__all__ = [
+    "ApiKey",
+    "AuditChainHead",
+    "AuditEvent",
+    "AuthSession",
+    "Base",
+    "Invitation",
+    "IpRule",
+    "LoginChallenge",
+    "Membership",
+    "RecoveryCode",
+    "RefreshToken",
+    "SecurityEvent",
+    "SigningKey",
+    "User",
+    "Workspace",
+]

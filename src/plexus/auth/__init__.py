@@ -1,0 +1,1 @@
+"""Identity: passwords, logins, sessions, access and refresh tokens, MFA."""

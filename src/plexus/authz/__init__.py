@@ -1,0 +1,1 @@
+"""Authorization: permissions, roles, and the policy every route declares."""

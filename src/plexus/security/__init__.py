@@ -1,0 +1,1 @@
+"""Security signals and defences: security events, rate limits and IP blocking."""

@@ -1,0 +1,1 @@
+"""Workspaces (tenants): their settings, members and roles, invitations, and open sign-up."""
