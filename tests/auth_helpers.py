@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -80,3 +81,29 @@ def browser_login(client: TestClient, email: str, password: str = PASSWORD, **ex
     response = login(client, email, password, use_cookie=True, **extra)
     assert response.status_code == 200, response.text
     return response.json()["csrf_token"]
+
+
+@dataclass
+class SignedIn:
+    """A user with one membership, signed in to that workspace with a bearer token."""
+
+    email: str
+    user_id: int
+    workspace_id: int
+    headers: dict[str, str]
+
+    def relogin(self, client: TestClient) -> None:
+        self.headers = bearer(client, self.email, workspace_id=self.workspace_id)
+
+
+def sign_in(
+    runtime: Runtime,
+    client: TestClient,
+    email: str,
+    *,
+    role: Role = Role.OWNER,
+    workspace_id: int | None = None,
+) -> SignedIn:
+    """A new user with ``role`` (in a new workspace unless ``workspace_id``), signed in."""
+    user_id, workspace = create_user(runtime, email, role=role, workspace_id=workspace_id)
+    return SignedIn(email, user_id, workspace, bearer(client, email, workspace_id=workspace))

@@ -8,6 +8,7 @@ the server does not answer; elsewhere it is skipped with the reason.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
@@ -23,6 +24,7 @@ from sqlalchemy import create_engine, text
 
 from plexus.app import create_app
 from plexus.config import Settings, load_settings
+from plexus.kit.logging import configure_logging
 from plexus.runtime import Runtime, init_runtime
 from plexus.schema import upgrade
 
@@ -144,6 +146,15 @@ def app(runtime: Runtime):
 def client(app) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """The application log (JSON lines) in memory for one test, then back to stderr."""
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    yield stream
+    configure_logging("INFO")
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ import ...``.)"""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
+import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from plexus.auth.principal import Principal
 from plexus.authz.permissions import Permission, Role
@@ -22,7 +23,7 @@ from plexus.models.audit import AuditEvent
 from plexus.models.identity import ApiKey, Membership, SecurityEvent, User
 from plexus.runtime import Runtime
 
-from auth_helpers import bearer, create_user
+from auth_helpers import SignedIn, sign_in
 
 KEYS_PATH = "/api/v1/api-keys"
 CONTENT_READ_PATH = "/api/v1/_t/content"
@@ -49,25 +50,8 @@ def mount_content_routes(app: FastAPI) -> None:
     app.include_router(router)
 
 
-@dataclass
-class Member:
-    email: str
-    user_id: int
-    workspace_id: int
-    headers: dict[str, str]
-
-
-def sign_in(
-    runtime: Runtime,
-    client: TestClient,
-    email: str,
-    *,
-    role: Role = Role.OWNER,
-    workspace_id: int | None = None,
-) -> Member:
-    """A new member (of a new workspace unless ``workspace_id``), signed in with a token."""
-    user_id, workspace = create_user(runtime, email, role=role, workspace_id=workspace_id)
-    return Member(email, user_id, workspace, bearer(client, email))
+#: A signed-in member, as these tests call one.
+Member = SignedIn
 
 
 def from_ip(app: FastAPI, ip: str) -> TestClient:
@@ -125,27 +109,22 @@ def stored_key(runtime: Runtime, key_id: int) -> ApiKey:
         return row
 
 
+def _membership(session: Session, member: Member) -> Membership:
+    statement = select(Membership).where(
+        Membership.user_id == member.user_id, Membership.workspace_id == member.workspace_id
+    )
+    return session.scalars(statement).one()
+
+
 def set_role(runtime: Runtime, member: Member, role: Role) -> None:
     """Change a member's role in the database (the member endpoints are another issue's)."""
     with unit_of_work(runtime.sessions) as session:
-        membership = session.scalars(
-            select(Membership).where(
-                Membership.user_id == member.user_id,
-                Membership.workspace_id == member.workspace_id,
-            )
-        ).one()
-        membership.role = str(role)
+        _membership(session, member).role = str(role)
 
 
 def remove_membership(runtime: Runtime, member: Member) -> None:
     with unit_of_work(runtime.sessions) as session:
-        membership = session.scalars(
-            select(Membership).where(
-                Membership.user_id == member.user_id,
-                Membership.workspace_id == member.workspace_id,
-            )
-        ).one()
-        session.delete(membership)
+        session.delete(_membership(session, member))
 
 
 def deactivate(runtime: Runtime, member: Member) -> None:
@@ -153,3 +132,18 @@ def deactivate(runtime: Runtime, member: Member) -> None:
         user = session.get(User, member.user_id)
         assert user is not None
         user.is_active = False
+
+
+# The test modules' fixtures. A conftest.py here would shadow tests/conftest.py for the
+# modules that import from it, so each module imports the fixture functions it uses from
+# here (with a ``noqa: F401``: pytest finds them by their ``name``, not the import).
+
+
+@pytest.fixture(name="content_routes", autouse=True)
+def content_routes_fixture(app: FastAPI) -> None:
+    mount_content_routes(app)
+
+
+@pytest.fixture(name="owner")
+def owner_fixture(runtime: Runtime, client: TestClient) -> Member:
+    return sign_in(runtime, client, "owner@example.com")

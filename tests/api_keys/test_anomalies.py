@@ -22,29 +22,18 @@ from api_key_helpers import (
     CONTENT_PUBLISH_PATH,
     CONTENT_READ_PATH,
     KEYS_PATH,
-    Member,
     audit_events,
+    content_routes_fixture,  # noqa: F401 - a fixture
     create_key,
     event_details,
     from_ip,
     key_header,
-    mount_content_routes,
+    owner_fixture,  # noqa: F401 - a fixture
     security_events,
     set_role,
-    sign_in,
     stored_key,
 )
-
-
-@pytest.fixture(autouse=True)
-def content_routes(app):
-    mount_content_routes(app)
-
-
-@pytest.fixture
-def owner(runtime, client) -> Member:
-    return sign_in(runtime, client, "owner@example.com")
-
+from auth_helpers import sign_in
 
 NEW_NETWORK = "api_key_new_network"
 BURST = "api_key_burst"

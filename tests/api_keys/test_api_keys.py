@@ -22,30 +22,19 @@ from api_key_helpers import (
     CONTENT_PUBLISH_PATH,
     CONTENT_READ_PATH,
     KEYS_PATH,
-    Member,
     assert_invalid_key,
     audit_events,
+    content_routes_fixture,  # noqa: F401 - a fixture
     create_key,
     deactivate,
     from_ip,
     key_header,
-    mount_content_routes,
+    owner_fixture,  # noqa: F401 - a fixture
     remove_membership,
     set_role,
-    sign_in,
     stored_key,
 )
-from auth_helpers import bearer, create_user
-
-
-@pytest.fixture(autouse=True)
-def content_routes(app):
-    mount_content_routes(app)
-
-
-@pytest.fixture
-def owner(runtime, client) -> Member:
-    return sign_in(runtime, client, "owner@example.com")
+from auth_helpers import bearer, create_user, sign_in
 
 
 def _soon(**delta: float) -> str:

@@ -5,44 +5,20 @@ ASVS V16.2.5 (no secrets in logs), V16.3.3 (suspicious activity is logged).
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
-
-import pytest
 
 from plexus.api_keys.anomalies import PROBING_THRESHOLD
-from plexus.kit.logging import configure_logging
 
 from api_key_helpers import (
     CONTENT_PUBLISH_PATH,
     CONTENT_READ_PATH,
     KEYS_PATH,
-    Member,
+    content_routes_fixture,  # noqa: F401 - a fixture
     create_key,
     from_ip,
     key_header,
-    mount_content_routes,
-    sign_in,
+    owner_fixture,  # noqa: F401 - a fixture
 )
-
-
-@pytest.fixture(autouse=True)
-def content_routes(app):
-    mount_content_routes(app)
-
-
-@pytest.fixture
-def owner(runtime, client) -> Member:
-    return sign_in(runtime, client, "owner@example.com")
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging("INFO", stream=stream)
-    yield stream
-    configure_logging("INFO")
 
 
 def test_keys_never_reach_the_log_and_anomalies_do(client, app, owner, log_stream):

@@ -8,7 +8,6 @@ signing in over HTTP (on SQLite and, with PLEXUS_TEST_DATABASE=postgres, Postgre
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import socket
 import threading
@@ -28,7 +27,6 @@ from plexus.auth.passwords import PasswordHasher
 from plexus.config import ConfigError, Settings, load_settings
 from plexus.db import unit_of_work
 from plexus.errors import ValidationFailed
-from plexus.kit.logging import configure_logging
 from plexus.models.identity import User
 
 from auth_helpers import PASSWORD, bearer, create_user, login
@@ -340,14 +338,6 @@ def _closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging("INFO", stream=stream)
-    yield stream
-    configure_logging("INFO")
 
 
 @pytest.mark.parametrize("failure", ["refused", "status-503", "malformed"])

@@ -3,18 +3,14 @@ default accounts; V6.2.x: the password policy applies), run as real processes.""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pty
 import select
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
@@ -25,6 +21,7 @@ from plexus.models.audit import AuditEvent
 from plexus.models.identity import Membership, User, Workspace
 
 from conftest import PLEXUS_CMD, run_cli, subprocess_env
+from server_helpers import free_port, serving
 
 STRONG = "violet harbour engine tundra 58"
 EMAIL = "root@example.com"
@@ -206,42 +203,12 @@ def test_create_admin_asks_twice_on_a_terminal(env_vars, runtime, client):
 # The development first-run administrator --------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _serve_once(env: dict[str, str], cwd: Path) -> str:
     """Start ``plexus serve``, wait until it answers, stop it; return its stderr."""
-    port = _free_port()
-    err_path = cwd / f"serve-{port}.err"
-    with err_path.open("wb") as err:
-        process = subprocess.Popen(
-            [*PLEXUS_CMD, "serve", "--port", str(port), "--worker-threads", "0"],
-            env=subprocess_env(env),
-            cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                assert process.poll() is None, err_path.read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
-                    break
-                time.sleep(0.1)
-            else:
-                pytest.fail("plexus serve did not answer\n" + err_path.read_text())
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-    return err_path.read_text()
+    port = free_port()
+    with serving(["--port", str(port), "--worker-threads", "0"], env, cwd) as server:
+        server.wait_until_answering(f"http://127.0.0.1:{port}/healthz", timeout=30)
+    return server.stderr()
 
 
 def test_development_first_run_creates_one_admin_once(env_vars, runtime, client, tmp_path):

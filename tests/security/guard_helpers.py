@@ -8,15 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import socket
-import subprocess
-import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
-import httpx
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -28,11 +21,9 @@ from plexus.models.identity import IpRule, SecurityEvent
 from plexus.runtime import init_runtime
 
 from auth_helpers import bearer, create_user
-from conftest import PLEXUS_CMD, subprocess_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from fastapi import FastAPI
 
@@ -127,61 +118,3 @@ def assert_rate_headers(response: Any, limit: int, remaining: int) -> None:
     assert response.headers["RateLimit-Limit"] == str(limit)
     assert response.headers["RateLimit-Remaining"] == str(remaining)
     assert int(response.headers["RateLimit-Reset"]) >= 1
-
-
-# --- real server processes ---------------------------------------------------------------
-
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-@contextlib.contextmanager
-def serving(port: int, env: dict[str, str], cwd: Path) -> Iterator[str]:
-    """``plexus serve --port PORT`` in a child process until the block ends; yields its URL.
-
-    Logs go to files (a pipe could fill and stall the server); they are shown if it
-    fails to start. SIGINT, then kill, whatever the outcome.
-    """
-    tag = uuid.uuid4().hex[:8]
-    out_path, err_path = cwd / f"serve-{tag}.out", cwd / f"serve-{tag}.err"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        process = subprocess.Popen(
-            [*PLEXUS_CMD, "serve", "--port", str(port)],
-            env=subprocess_env(env),
-            cwd=cwd,
-            stdout=out,
-            stderr=err,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                logs = out_path.read_text(errors="replace") + err_path.read_text(errors="replace")
-                pytest.fail(f"plexus serve did not start on {port}\n{logs[-4000:]}")
-            try:
-                httpx.get(f"{url}/healthz", timeout=1.0)
-            except httpx.TransportError:
-                time.sleep(0.1)
-            else:
-                break
-        yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)

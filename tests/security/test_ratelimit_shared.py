@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from guard_helpers import assert_problem, assert_rate_headers, free_ports, serving
+from guard_helpers import assert_problem, assert_rate_headers
+from server_helpers import free_ports, serving_on
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -21,7 +22,7 @@ def test_two_processes_sharing_redis_share_one_budget(
     this budget apart from every other test's on the same Redis."""
     env = {**env_vars, "PLEXUS_REDIS_URL": redis_url, "PLEXUS_RATE_LIMITS": "public=5/minute"}
     port_a, port_b = free_ports(2)
-    with serving(port_a, env, tmp_path) as url_a, serving(port_b, env, tmp_path) as url_b:
+    with serving_on(port_a, env, tmp_path) as url_a, serving_on(port_b, env, tmp_path) as url_b:
         first = [httpx.get(f"{url_a}/api/v1/", timeout=5) for _ in range(3)]
         second = [httpx.get(f"{url_b}/api/v1/", timeout=5) for _ in range(2)]
         refused_b = httpx.get(f"{url_b}/api/v1/", timeout=5)
@@ -42,7 +43,7 @@ def test_processes_without_redis_keep_budgets_of_their_own(
     """The control: in-memory budgets are per process, so the test above proves sharing."""
     env = {**env_vars, "PLEXUS_RATE_LIMITS": "public=2/minute"}
     port_a, port_b = free_ports(2)
-    with serving(port_a, env, tmp_path) as url_a, serving(port_b, env, tmp_path) as url_b:
+    with serving_on(port_a, env, tmp_path) as url_a, serving_on(port_b, env, tmp_path) as url_b:
         first = [httpx.get(f"{url_a}/api/v1/", timeout=5) for _ in range(2)]
         second = httpx.get(f"{url_b}/api/v1/", timeout=5)
 

@@ -26,25 +26,15 @@ from auth_helpers import add_member, bearer
 from workspace_helpers import (
     API,
     Person,
+    env_vars_fixture,  # noqa: F401 - a fixture
     invite,
-    person_factory,
+    people_fixture,  # noqa: F401 - a fixture
     problem,
-    with_login_budget,
     without_request_id,
 )
 
 #: An id no object of any kind has in a test database.
 GHOST_ID = 4_000_000_001
-
-
-@pytest.fixture
-def env_vars(env_vars):
-    return with_login_budget(env_vars)
-
-
-@pytest.fixture
-def people(runtime, client):
-    return person_factory(client, runtime)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import time_machine
 
 from plexus.audit.events import AuditEventType
@@ -26,39 +25,20 @@ from workspace_helpers import (
     accept,
     audit_events,
     counts,
+    env_vars_fixture,  # noqa: F401 - a fixture
     invite,
-    make_team,
-    person_factory,
+    owner_fixture,  # noqa: F401 - a fixture
+    people_fixture,  # noqa: F401 - a fixture
     problem,
     problem_code,
     role_of,
     stored_invitation,
+    team_fixture,  # noqa: F401 - a fixture
     user_by_email,
-    with_login_budget,
     without_request_id,
 )
 
 ME = f"{API}/me"
-
-
-@pytest.fixture
-def env_vars(env_vars):
-    return with_login_budget(env_vars)
-
-
-@pytest.fixture
-def people(runtime, client):
-    return person_factory(client, runtime)
-
-
-@pytest.fixture
-def owner(people):
-    return people("owner@example.com")
-
-
-@pytest.fixture
-def team(people, owner):
-    return make_team(people, owner)
 
 
 def test_an_invitation_token_is_random_shown_once_and_stored_hashed(client, runtime, owner):

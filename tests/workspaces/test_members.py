@@ -20,39 +20,20 @@ from workspace_helpers import (
     API,
     INVITATIONS,
     audit_events,
+    env_vars_fixture,  # noqa: F401 - a fixture
     invite,
-    make_team,
     members_path,
-    person_factory,
+    owner_fixture,  # noqa: F401 - a fixture
+    people_fixture,  # noqa: F401 - a fixture
     problem,
     problem_code,
     role_of,
+    team_fixture,  # noqa: F401 - a fixture
     token_pair,
-    with_login_budget,
     workspace_path,
 )
 
 ME = f"{API}/me"
-
-
-@pytest.fixture
-def env_vars(env_vars):
-    return with_login_budget(env_vars)
-
-
-@pytest.fixture
-def people(runtime, client):
-    return person_factory(client, runtime)
-
-
-@pytest.fixture
-def owner(people):
-    return people("owner@example.com")
-
-
-@pytest.fixture
-def team(people, owner):
-    return make_team(people, owner)
 
 
 def set_role(client, actor, target, role):

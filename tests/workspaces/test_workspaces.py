@@ -17,33 +17,14 @@ from auth_helpers import PASSWORD, add_member, login
 from workspace_helpers import (
     API,
     audit_events,
-    make_team,
-    person_factory,
+    env_vars_fixture,  # noqa: F401 - a fixture
+    owner_fixture,  # noqa: F401 - a fixture
+    people_fixture,  # noqa: F401 - a fixture
     problem,
     problem_code,
-    with_login_budget,
+    team_fixture,  # noqa: F401 - a fixture
     workspace_path,
 )
-
-
-@pytest.fixture
-def env_vars(env_vars):
-    return with_login_budget(env_vars)
-
-
-@pytest.fixture
-def people(runtime, client):
-    return person_factory(client, runtime)
-
-
-@pytest.fixture
-def owner(people):
-    return people("owner@example.com")
-
-
-@pytest.fixture
-def team(people, owner):
-    return make_team(people, owner)
 
 
 def test_list_shows_the_callers_memberships_and_which_is_current(client, runtime, people):

@@ -4,10 +4,10 @@ shape, and reading what the database and the audit chain hold."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -17,7 +17,7 @@ from plexus.models.audit import AuditEvent
 from plexus.models.identity import Invitation, Membership, User, Workspace
 from plexus.runtime import Runtime
 
-from auth_helpers import PASSWORD, bearer, create_user, tokens
+from auth_helpers import PASSWORD, SignedIn, sign_in, tokens
 
 API = "/api/v1"
 INVITATIONS = f"{API}/invitations"
@@ -36,28 +36,8 @@ def members_path(workspace_id: int, user_id: int | None = None) -> str:
     return base if user_id is None else f"{base}/{user_id}"
 
 
-@dataclass
-class Person:
-    email: str
-    user_id: int
-    workspace_id: int
-    headers: dict[str, str]
-
-    def relogin(self, client: TestClient) -> None:
-        self.headers = bearer(client, self.email, workspace_id=self.workspace_id)
-
-
-def make_person(
-    client: TestClient,
-    runtime: Runtime,
-    email: str,
-    *,
-    role: Role = Role.OWNER,
-    workspace_id: int | None = None,
-) -> Person:
-    """A user with ``role`` (in a new workspace when ``workspace_id`` is None), signed in."""
-    user_id, workspace = create_user(runtime, email, role=role, workspace_id=workspace_id)
-    return Person(email, user_id, workspace, bearer(client, email, workspace_id=workspace))
+#: A signed-in user, as these tests call one.
+Person = SignedIn
 
 
 def token_pair(client: TestClient, person: Person) -> dict[str, Any]:
@@ -147,27 +127,36 @@ def counts(runtime: Runtime) -> tuple[int, int, int]:
         )
 
 
-# What the test modules' fixtures are made of (each module declares its own fixtures: a
-# conftest.py here would shadow tests/conftest.py for modules that import from it).
+# The test modules' fixtures. A conftest.py here would shadow tests/conftest.py for the
+# modules that import from it, so each module imports the fixture functions it uses from
+# here (with a ``noqa: F401``: pytest finds them by their ``name``, not the import).
 
 
-def with_login_budget(env_vars: dict[str, str]) -> dict[str, str]:
+@pytest.fixture(name="env_vars")
+def env_vars_fixture(env_vars: dict[str, str]) -> dict[str, str]:
     """These tests sign in far more often than one address's login budget allows; the
     invitation class keeps its default."""
     budget = "1000 per 5 minutes"
     return {**env_vars, "PLEXUS_RATE_LIMITS": f"login={budget};login_account={budget}"}
 
 
-def person_factory(client: TestClient, runtime: Runtime) -> Callable[..., Person]:
-    """``make(email, role=..., workspace_id=...)`` → a signed-in Person."""
+@pytest.fixture(name="people")
+def people_fixture(client: TestClient, runtime: Runtime) -> Callable[..., Person]:
+    """``people(email, role=..., workspace_id=...)`` → a signed-in Person."""
 
     def make(email: str, *, role: Role = Role.OWNER, workspace_id: int | None = None) -> Person:
-        return make_person(client, runtime, email, role=role, workspace_id=workspace_id)
+        return sign_in(runtime, client, email, role=role, workspace_id=workspace_id)
 
     return make
 
 
-def make_team(people: Callable[..., Person], owner: Person) -> dict[Role, Person]:
+@pytest.fixture(name="owner")
+def owner_fixture(people: Callable[..., Person]) -> Person:
+    return people("owner@example.com")
+
+
+@pytest.fixture(name="team")
+def team_fixture(people: Callable[..., Person], owner: Person) -> dict[Role, Person]:
     """The owner's workspace with one member of every other role."""
     members = {Role.OWNER: owner}
     for role in (Role.ADMIN, Role.EDITOR, Role.CONTRIBUTOR, Role.VIEWER):

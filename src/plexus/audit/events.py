@@ -52,6 +52,7 @@ class AuditEventType(StrEnum):
     SECURITY_IP_UNBLOCKED = "security:ip:unblocked"
     SECURITY_IP_ALLOWED = "security:ip:allowed"
     SECURITY_IP_ALLOW_REMOVED = "security:ip:allow_removed"
+    SECURITY_RATE_LIMIT_EXCEEDED = "security:rate_limit:exceeded"
 
 
 class AuditResult(StrEnum):

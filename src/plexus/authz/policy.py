@@ -16,6 +16,7 @@ no policy or more than one. Anything a policy refuses is refused before the hand
 # No ``from __future__ import annotations`` here: FastAPI reads the annotations of the
 # policies' ``__call__`` at run time, and an instance has no module globals to resolve
 # string annotations against.
+from abc import ABC, abstractmethod
 from typing import Final
 
 from fastapi import Request
@@ -49,13 +50,14 @@ async def _form_csrf_token(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class Policy:
+class Policy(ABC):
     """Base of the three policies; ``rate`` names the rate-limit class of the route."""
 
     rate: str = DEFAULT_RATE_CLASS
 
+    @abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """How the route table in the docs names this policy."""
 
 
 class Public(Policy):

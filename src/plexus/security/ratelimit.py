@@ -64,6 +64,8 @@ DEFAULT_LIMITS: Final[dict[str, str]] = {
     "block_signature": "20 per 10 minutes",
     # Spent, forged or revoked tokens presented.
     "block_token": "20 per 10 minutes",
+    # An exhausted budget is audited at most this often per address (not per refusal).
+    "audit_rate_limited": "1 per minute",
 }
 
 STATE_KEY: Final = "ratelimit"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 #: Responses whose bursts look like scanning or guessing.
 ERROR_STATUSES: Final = frozenset({401, 403, 404})
+RATE_LIMITED_STATUS: Final = 429
 WS_POLICY_VIOLATION: Final = 1008
 
 
@@ -73,8 +74,14 @@ class IpGuardMiddleware:
             await send(message)
 
         await self.app(scope, receive, watching_send)
+        await self._watch(status, ip)
+
+    async def _watch(self, status: int | None, ip: str | None) -> None:
+        """After the response: count error bursts; audit an exhausted budget."""
         if status in ERROR_STATUSES:
             await anyio.to_thread.run_sync(self.guard.note_error_response, ip)
+        elif status == RATE_LIMITED_STATUS:
+            await anyio.to_thread.run_sync(self.guard.note_rate_limited, ip)
 
     async def _spend_budget(self, scope: Scope, send: Send, ip: str | None) -> bool:
         """Spend the request's unit of the address's ``ip`` budget; answer 429 when spent."""
@@ -85,5 +92,6 @@ class IpGuardMiddleware:
                 self.limiter.check(scope, "ip", budget_key(ip))
         except RateLimited as exc:
             await send_problem(send, exc)
+            await anyio.to_thread.run_sync(self.guard.note_rate_limited, ip)
             return False
         return True

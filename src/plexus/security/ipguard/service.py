@@ -223,6 +223,26 @@ class IpGuard:
             # The response is already sent: log, never raise.
             log.exception("ip_auto_block_failed", error=type(exc).__name__)
 
+    def note_rate_limited(self, ip: str | None) -> None:
+        """Audit that ``ip`` ran out of a budget: once per window, never once per refusal
+        (ASVS V16.3.x). Runs after the response, in a transaction of its own.
+        """
+        address = client_address(ip)
+        key = f"ip:{offender_network(address)}" if address is not None else f"ip:{ip}"
+        if not self.limiter.count("audit_rate_limited", key):
+            return
+        try:
+            with unit_of_work(self.sessions) as session:
+                self.audit.record(
+                    session,
+                    AuditEventType.SECURITY_RATE_LIMIT_EXCEEDED,
+                    Actor.anonymous(),
+                    result=AuditResult.DENIED,
+                    ip=ip,
+                )
+        except Exception as exc:
+            log.exception("rate_limit_audit_failed", error=type(exc).__name__)
+
     # Called by the auth code ---------------------------------------------------------
 
     def note_failure(self, session: Session, ip: str | None, kind: FailureKind) -> None:
