@@ -14,7 +14,7 @@ from plexus.models.audit import AuditEvent
 from plexus.models.base import utcnow
 from plexus.models.identity import RefreshToken, SecurityEvent
 
-from auth_helpers import create_user, tokens
+from auth_helpers import PASSWORD, create_user, tokens
 
 EMAIL = "grace@example.com"
 
@@ -135,3 +135,29 @@ def test_refresh_tokens_are_stored_hashed_and_random(client, runtime):
     assert not seen & set(stored)
     dump = json.dumps(stored)
     assert not any(t in dump for t in seen)
+
+
+def test_password_change_ends_every_other_session_and_keeps_this_one(client, runtime):
+    """V7.4.3, R22: after a password change, other sessions' access and refresh tokens are
+    dead at once; the session that made the change gets a fresh access token."""
+    create_user(runtime, EMAIL)
+    here, elsewhere = tokens(client, EMAIL), tokens(client, EMAIL)
+    response = client.post(
+        "/api/v1/me/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new river of quiet lamps"},
+        headers={"Authorization": f"Bearer {here['access_token']}"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["sessions_ended"] == 1
+    assert _me(client, elsewhere["access_token"]).status_code == 401
+    assert _refresh(client, elsewhere["refresh_token"]).status_code == 401
+    # The epoch moved, so even this session's old access token is replaced...
+    assert _me(client, here["access_token"]).status_code == 401
+    assert _me(client, body["access_token"]).status_code == 200
+    # ...while its refresh token still works, and the old password no longer does.
+    assert _refresh(client, here["refresh_token"]).status_code == 200
+    assert (
+        client.post("/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD}).status_code
+        == 401
+    )
