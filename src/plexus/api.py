@@ -34,6 +34,10 @@ def build_api_router() -> APIRouter:
 
     router.include_router(mfa_router)
 
+    from plexus.auth.webauthn_endpoints import router as webauthn_router
+
+    router.include_router(webauthn_router)
+
     from plexus.api_keys.endpoints import router as api_keys_router
 
     router.include_router(api_keys_router)

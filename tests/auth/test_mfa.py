@@ -84,6 +84,7 @@ def password_step(client, email: str = EMAIL) -> str:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["mfa_required"] is True
+    assert body["methods"] == ["totp", "recovery_code"]
     assert "access_token" not in body
     return body["mfa_token"]
 

@@ -29,6 +29,8 @@ class AuditEventType(StrEnum):
     AUTH_MFA_DISABLED = "auth:mfa:disabled"
     AUTH_RECOVERY_CODE_USED = "auth:recovery_code:used"
     AUTH_RECOVERY_CODES_REGENERATED = "auth:recovery_codes:regenerated"
+    AUTH_WEBAUTHN_REGISTERED = "auth:webauthn:registered"
+    AUTH_WEBAUTHN_REMOVED = "auth:webauthn:removed"
     AUTH_REAUTH_SUCCEEDED = "auth:reauth:succeeded"
     AUTH_REAUTH_FAILED = "auth:reauth:failed"
     AUTH_TOKEN_REFRESHED = "auth:token:refreshed"  # noqa: S105 - an event name

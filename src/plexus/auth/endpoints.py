@@ -8,7 +8,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from plexus.auth import service
+from plexus.auth import account, service
 from plexus.auth.principal import Principal, PrincipalKind
 from plexus.auth.schemas import (
     CsrfResponse,
@@ -41,7 +41,7 @@ Own = Annotated[Principal, Depends(Authenticated(mfa_exempt=True))]
 CLEAR_SITE_DATA: Final = '"cookies", "storage"'
 
 
-def _client(request: Request) -> service.ClientInfo:
+def client_info(request: Request) -> service.ClientInfo:
     return service.ClientInfo(
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
@@ -60,11 +60,15 @@ def _set_cookie(response: Response, web: WebLogin) -> None:
     )
 
 
-def _outcome(
+def login_response(
     outcome: service.LoginOutcome, response: Response
 ) -> TokenResponse | MfaChallengeResponse | SessionStarted:
     if outcome.mfa_token is not None:
-        return MfaChallengeResponse(mfa_token=outcome.mfa_token, expires_in=outcome.mfa_expires_in)
+        return MfaChallengeResponse(
+            mfa_token=outcome.mfa_token,
+            expires_in=outcome.mfa_expires_in,
+            methods=list(outcome.mfa_methods),  # type: ignore[arg-type]
+        )
     if outcome.web is not None:
         _set_cookie(response, outcome.web)
         return SessionStarted(
@@ -98,10 +102,10 @@ def login(
         password=body.password,
         workspace_id=body.workspace_id,
         use_cookie=body.use_cookie,
-        client=_client(request),
+        client=client_info(request),
         previous=previous,
     )
-    return _outcome(outcome, response)
+    return login_response(outcome, response)
 
 
 @router.post("/auth/mfa", dependencies=[Depends(Public("mfa"))])
@@ -115,10 +119,10 @@ def login_mfa(
         rt,
         mfa_token=body.mfa_token,
         code=body.code,
-        client=_client(request),
+        client=client_info(request),
         previous=previous,
     )
-    return _outcome(outcome, response)
+    return login_response(outcome, response)
 
 
 @router.post("/auth/refresh", dependencies=[Depends(Public("refresh"))])
@@ -126,7 +130,7 @@ def refresh(
     body: RefreshRequest, request: Request, session: SessionDep, rt: RuntimeDep
 ) -> TokenResponse:
     """Spend a refresh token for a new pair. A token presented twice ends its whole family."""
-    pair = service.refresh(session, rt, body.refresh_token, _client(request))
+    pair = service.refresh(session, rt, body.refresh_token, client_info(request))
     return TokenResponse(
         access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
     )
@@ -135,7 +139,7 @@ def refresh(
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 def logout(principal: Own, response: Response, session: SessionDep, rt: RuntimeDep) -> None:
     """End this session: its cookie, refresh tokens and access tokens stop working."""
-    service.logout(session, rt, principal)
+    account.logout(session, rt, principal)
     if principal.kind is PrincipalKind.SESSION:
         response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
         response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
@@ -146,7 +150,7 @@ def logout_all(
     principal: Own, response: Response, session: SessionDep, rt: RuntimeDep
 ) -> LoggedOutEverywhere:
     """End every session of the caller, on every device, and every access token."""
-    ended = service.logout_everywhere(session, rt, principal)
+    ended = account.logout_everywhere(session, rt, principal)
     if principal.kind is PrincipalKind.SESSION:
         response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
         response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
@@ -163,8 +167,8 @@ def reauth(
     rt: RuntimeDep,
 ) -> ReauthResponse:
     """Prove who you are again before a sensitive action (valid for the reauth window)."""
-    web = service.reauthenticate(
-        session, rt, principal, password=body.password, code=body.code, client=_client(request)
+    web = account.reauthenticate(
+        session, rt, principal, password=body.password, code=body.code, client=client_info(request)
     )
     if web is not None:
         _set_cookie(response, web)
@@ -187,7 +191,7 @@ def me(
     session: SessionDep,
 ) -> MeResponse:
     """Who the caller is, in which workspace, with which permissions."""
-    view = service.account(session, principal)
+    view = account.account_view(session, principal)
     return MeResponse(
         id=view.user.id,
         email=view.user.email,
@@ -219,14 +223,14 @@ def my_sessions(principal: Own, session: SessionDep) -> list[SessionRead]:
             user_agent=s.user_agent,
             current=s.id == principal.session_id,
         )
-        for s in service.own_sessions(session, principal)
+        for s in account.own_sessions(session, principal)
     ]
 
 
 @router.delete("/me/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 def end_my_session(session_id: str, principal: Own, session: SessionDep, rt: RuntimeDep) -> None:
     """End one of the caller's sessions (another device, say)."""
-    service.end_own_session(session, rt, principal, session_id)
+    account.end_own_session(session, rt, principal, session_id)
 
 
 @router.post("/me/password")
@@ -239,13 +243,13 @@ def change_password(
     rt: RuntimeDep,
 ) -> PasswordChangedResponse:
     """Change the password (the current one is required); every other session ends."""
-    changed = service.change_password(
+    changed = account.change_password(
         session,
         rt,
         principal,
         current_password=body.current_password,
         new_password=body.new_password,
-        client=_client(request),
+        client=client_info(request),
     )
     if changed.web is not None:
         _set_cookie(response, changed.web)

@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Final
 import pyotp
 import segno
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import object_session
 
 from plexus.audit.events import Actor, AuditEventType, AuditResult, Target
 from plexus.errors import BadRequest, Conflict, Unauthorized
 from plexus.models.base import utcnow
 from plexus.models.identity import RecoveryCode, User
+from plexus.models.webauthn import WebAuthnCredential
 from plexus.security.events import SecurityEventKind, Severity
 from plexus.security.service import raise_security_event
 
@@ -91,9 +93,30 @@ class MfaState:
     recovery_codes_left: int
 
 
-def user_has_mfa(user: User) -> bool:
-    """True when the user has a confirmed authenticator (a second factor is required)."""
+def user_has_totp(user: User) -> bool:
+    """True when the user has a confirmed authenticator app."""
     return user.totp_secret is not None and user.totp_confirmed_at is not None
+
+
+def second_factor_methods(user: User) -> list[str]:
+    """The second factors the user can sign in with: "totp" and "recovery_code" for a
+    confirmed authenticator app, "webauthn" for a registered security key or passkey.
+    """
+    methods = ["totp", "recovery_code"] if user_has_totp(user) else []
+    session = object_session(user)
+    if session is None:
+        # Answering "none" here would skip the second factor; a detached user is a bug.
+        msg = "second_factor_methods needs a user attached to a session"
+        raise RuntimeError(msg)
+    statement = select(WebAuthnCredential.id).where(WebAuthnCredential.user_id == user.id)
+    if session.scalar(statement.limit(1)) is not None:
+        methods.append("webauthn")
+    return methods
+
+
+def user_has_mfa(user: User) -> bool:
+    """True when the user has a second factor, so sign-in asks for one."""
+    return bool(second_factor_methods(user))
 
 
 def _secret_context(user_id: int) -> str:
@@ -199,7 +222,10 @@ def _recovery_codes_left(session: Session, user_id: int) -> int:
 
 
 def verify_second_factor(session: Session, runtime: Runtime, user: User, code: str) -> str | None:
-    """Check the second factor of a user who has one: ``"otp"``, ``"rc"`` or ``None``.
+    """Check a code against the user's authenticator app: ``"otp"``, ``"rc"`` or ``None``.
+
+    (Security keys are checked by ``plexus.auth.webauthn``; a user with only those has no
+    code to give, so gets None here.)
 
     ``"otp"`` is a TOTP code accepted now, ``"rc"`` an unused recovery code (burned now),
     ``None`` anything else.
@@ -208,7 +234,7 @@ def verify_second_factor(session: Session, runtime: Runtime, user: User, code: s
     the last accepted one, gives None, as does the loser of two parallel uses. Login-level
     results are the caller's to audit; a burned recovery code is audited here.
     """
-    if not user_has_mfa(user):
+    if not user_has_totp(user):
         return None
     totp = _normalise_totp(code)
     if totp is not None:
@@ -305,7 +331,7 @@ def _refuse_code(
 
 def mfa_state(session: Session, principal: Principal) -> MfaState:
     user = _user(session, principal)
-    enabled = user_has_mfa(user)
+    enabled = user_has_totp(user)
     return MfaState(
         enabled=enabled,
         enrolment_pending=user.totp_secret is not None and not enabled,
@@ -317,7 +343,7 @@ def mfa_state(session: Session, principal: Principal) -> MfaState:
 def begin_totp_enrolment(session: Session, runtime: Runtime, principal: Principal) -> TotpEnrolment:
     """Make a new secret, stored sealed but not yet live; starting again replaces it."""
     user = _user(session, principal)
-    if user_has_mfa(user):
+    if user_has_totp(user):
         raise MfaAlreadyEnabled("Turn the current authenticator off before adding another.")
     secret = pyotp.random_base32(length=SECRET_CHARS)
     user.totp_secret = runtime.secretbox.seal(secret.encode("ascii"), _secret_context(user.id))
@@ -339,7 +365,7 @@ def confirm_totp_enrolment(
     from plexus.auth.sessions import mark_mfa
 
     user = _user(session, principal)
-    if user_has_mfa(user):
+    if user_has_totp(user):
         raise MfaAlreadyEnabled
     if user.totp_secret is None:
         raise NoEnrolmentPending("Start at POST /api/v1/me/mfa/totp.")
@@ -360,7 +386,7 @@ def disable_totp(session: Session, runtime: Runtime, principal: Principal, code:
     second factor is what an attacker with a stolen session would want.
     """
     user = _user(session, principal)
-    if not user_has_mfa(user):
+    if not user_has_totp(user):
         raise MfaNotEnabled
     if verify_second_factor(session, runtime, user, code) is None:
         raise _refuse_code(session, runtime, principal, "disable")
@@ -388,7 +414,7 @@ def regenerate_recovery_codes(
 ) -> list[str]:
     """Replace every recovery code (used or not) with ten new ones."""
     user = _user(session, principal)
-    if not user_has_mfa(user):
+    if not user_has_totp(user):
         raise MfaNotEnabled("Recovery codes come with an authenticator; add one first.")
     codes = _new_recovery_codes(session, runtime, user.id)
     _audit(session, runtime, principal, AuditEventType.AUTH_RECOVERY_CODES_REGENERATED)

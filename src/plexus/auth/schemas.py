@@ -54,6 +54,9 @@ class MfaChallengeResponse(Strict):
     mfa_required: Literal[True] = True
     mfa_token: str
     expires_in: int
+    #: How the challenge can be answered: "totp" and "recovery_code" at /auth/mfa,
+    #: "webauthn" at /auth/mfa/webauthn/options then /auth/mfa/webauthn.
+    methods: list[Literal["totp", "recovery_code", "webauthn"]]
 
 
 class SessionStarted(Strict):

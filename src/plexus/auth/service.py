@@ -1,6 +1,7 @@
-"""Signing in and out (R1, R4, R6): passwords, the second-factor step, refresh, logout,
-re-authentication and password change. Never commits; failures that must leave a record
-(a failed-login count, its audit event) are raised with ``keep_changes=True``.
+"""Signing in (R1, R4, R6): passwords with lockout, the second-factor step, and refresh
+with reuse detection; the signed-in account itself is ``account.py``. Never commits;
+failures that must leave a record (a failed-login count, its audit event) are raised with
+``keep_changes=True``.
 """
 
 from __future__ import annotations
@@ -18,18 +19,13 @@ from plexus.auth.sessions import (
     SESSION_PURPOSE,
     TokenPair,
     WebLogin,
-    access_token_for,
-    bump_token_epoch,
     end_session,
-    end_user_sessions,
     is_live,
-    mark_reauthenticated,
     rotate_refresh_token,
-    rotate_web_session,
     start_token_session,
     start_web_session,
 )
-from plexus.errors import InvalidCredentials, NotFound, Unauthorized, ValidationFailed
+from plexus.errors import InvalidCredentials, Unauthorized, ValidationFailed
 from plexus.kit.tokens import random_token
 from plexus.models.base import utcnow
 from plexus.models.identity import LoginChallenge
@@ -38,9 +34,10 @@ from plexus.security.ipguard import FailureKind
 from plexus.security.service import raise_security_event
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.orm import Session
 
-    from plexus.auth.principal import Principal
     from plexus.models.identity import AuthSession, User
     from plexus.runtime import Runtime
 
@@ -64,6 +61,8 @@ class LoginOutcome:
     web: WebLogin | None = None
     mfa_token: str | None = None
     mfa_expires_in: int = 0
+    #: The second factors the challenge can be answered with.
+    mfa_methods: tuple[str, ...] = ()
 
 
 def normalise_email(email: str) -> str | None:
@@ -211,7 +210,8 @@ def login(  # noqa: PLR0913 - the fields of a login form
         runtime.limiter.check({}, "login_account", f"account:{account}")
     user = check_password(session, runtime, user, password, client)
     chosen = _pick_workspace(session, runtime, user, workspace_id, client)
-    if mfa.user_has_mfa(user):
+    methods = mfa.second_factor_methods(user)
+    if methods:
         raw = random_token(32)
         repo.add(
             LoginChallenge(
@@ -222,7 +222,9 @@ def login(  # noqa: PLR0913 - the fields of a login form
                 expires_at=utcnow() + timedelta(seconds=CHALLENGE_SECONDS),
             )
         )
-        return LoginOutcome(mfa_token=raw, mfa_expires_in=CHALLENGE_SECONDS)
+        return LoginOutcome(
+            mfa_token=raw, mfa_expires_in=CHALLENGE_SECONDS, mfa_methods=tuple(methods)
+        )
     return _begin(
         session,
         runtime,
@@ -241,30 +243,45 @@ def _challenge_refused(*, keep_changes: bool = False) -> Unauthorized:
     )
 
 
-def complete_mfa(  # noqa: PLR0913 - keyword-only parts of the request
-    session: Session,
-    runtime: Runtime,
-    *,
-    mfa_token: str,
-    code: str,
-    client: ClientInfo,
-    previous: AuthSession | None = None,
-) -> LoginOutcome:
-    """The second step of a login: the challenge from step one plus a TOTP or recovery code."""
+def pending_challenge(
+    session: Session, runtime: Runtime, mfa_token: str
+) -> tuple[LoginChallenge, User]:
+    """The live sign-in step ``mfa_token`` names and its user; 401 when there is none.
+
+    Live means unspent, unexpired, under its attempt budget, of an active user.
+    """
     repo = AuthRepository(session)
     challenge = repo.challenge(runtime.tokens.digest(CHALLENGE_PURPOSE, mfa_token))
-    now = utcnow()
     if (
         challenge is None
         or challenge.used_at is not None
-        or challenge.expires_at <= now
+        or challenge.expires_at <= utcnow()
         or challenge.attempts >= CHALLENGE_ATTEMPTS
     ):
         raise _challenge_refused()
     user = repo.user(challenge.user_id)
     if user is None or not user.is_active:
         raise _challenge_refused()
-    method = mfa.verify_second_factor(session, runtime, user, code)
+    return challenge, user
+
+
+def complete_second_factor(  # noqa: PLR0913 - keyword-only parts of the request
+    session: Session,
+    runtime: Runtime,
+    *,
+    mfa_token: str,
+    verify: Callable[[LoginChallenge, User], str | None],
+    client: ClientInfo,
+    previous: AuthSession | None = None,
+) -> LoginOutcome:
+    """The second step of a login, whatever the factor: ``verify`` checks it and names the
+    method for ``amr`` (``"otp"``, ``"rc"``, ``"hwk"``), or returns None to refuse it.
+
+    A refusal counts against the challenge's attempts (a security event at the last one)
+    and is audited; the challenge is spent by exactly one success.
+    """
+    challenge, user = pending_challenge(session, runtime, mfa_token)
+    method = verify(challenge, user)
     if method is None:
         challenge.attempts += 1
         runtime.audit.record(
@@ -285,7 +302,7 @@ def complete_mfa(  # noqa: PLR0913 - keyword-only parts of the request
                 details={"attempts": challenge.attempts},
             )
         raise _challenge_refused(keep_changes=True)
-    if not repo.spend_challenge(challenge.id, now):
+    if not AuthRepository(session).spend_challenge(challenge.id, utcnow()):
         raise _challenge_refused()
     runtime.audit.record(
         session,
@@ -302,6 +319,26 @@ def complete_mfa(  # noqa: PLR0913 - keyword-only parts of the request
         challenge.workspace_id,
         ("pwd", method),
         use_cookie=challenge.mode == "cookie",
+        client=client,
+        previous=previous,
+    )
+
+
+def complete_mfa(  # noqa: PLR0913 - keyword-only parts of the request
+    session: Session,
+    runtime: Runtime,
+    *,
+    mfa_token: str,
+    code: str,
+    client: ClientInfo,
+    previous: AuthSession | None = None,
+) -> LoginOutcome:
+    """The second step of a login: the challenge from step one plus a TOTP or recovery code."""
+    return complete_second_factor(
+        session,
+        runtime,
+        mfa_token=mfa_token,
+        verify=lambda _challenge, user: mfa.verify_second_factor(session, runtime, user, code),
         client=client,
         previous=previous,
     )
@@ -379,211 +416,3 @@ def session_from_cookie(
         return None
     secret_hash = runtime.tokens.digest(SESSION_PURPOSE, cookie)
     return AuthRepository(session).auth_session_by_secret(secret_hash)
-
-
-def current_auth_session(session: Session, principal: Principal) -> AuthSession:
-    if principal.session_id is None:
-        raise NotFound("This credential has no session.")
-    auth_session = AuthRepository(session).auth_session(principal.session_id)
-    if auth_session is None:
-        raise NotFound("This credential has no session.")
-    return auth_session
-
-
-def logout(session: Session, runtime: Runtime, principal: Principal) -> None:
-    auth_session = current_auth_session(session, principal)
-    end_session(auth_session, "logout")
-    runtime.audit.record(
-        session,
-        AuditEventType.AUTH_SESSION_ENDED,
-        principal.actor,
-        target=Target("session", auth_session.id),
-        workspace_id=principal.workspace_id,
-        context={"reason": "logout"},
-    )
-
-
-def logout_everywhere(session: Session, runtime: Runtime, principal: Principal) -> int:
-    user = _user_of(session, principal)
-    ended = end_user_sessions(session, user.id, reason="logout-all")
-    bump_token_epoch(session, user)
-    runtime.audit.record(
-        session,
-        AuditEventType.AUTH_SESSIONS_ENDED_ALL,
-        principal.actor,
-        target=Target("user", str(user.id)),
-        workspace_id=principal.workspace_id,
-        context={"sessions": ended},
-    )
-    return ended
-
-
-def end_own_session(
-    session: Session, runtime: Runtime, principal: Principal, session_id: str
-) -> None:
-    auth_session = AuthRepository(session).auth_session(session_id)
-    if auth_session is None or auth_session.user_id != principal.user_id:
-        raise NotFound("No such session.")
-    end_session(auth_session, "ended-by-user")
-    runtime.audit.record(
-        session,
-        AuditEventType.AUTH_SESSION_ENDED,
-        principal.actor,
-        target=Target("session", auth_session.id),
-        workspace_id=principal.workspace_id,
-        context={"reason": "ended-by-user"},
-    )
-
-
-def _user_of(session: Session, principal: Principal) -> User:
-    user = AuthRepository(session).user(principal.user_id)
-    if user is None:
-        raise Unauthorized("The account no longer exists.")
-    return user
-
-
-def reauthenticate(  # noqa: PLR0913 - keyword-only parts of the request
-    session: Session,
-    runtime: Runtime,
-    principal: Principal,
-    *,
-    password: str,
-    code: str | None,
-    client: ClientInfo,
-) -> WebLogin | None:
-    """Prove identity again for sensitive actions: the password, and the second factor
-    when the user has one. Returns new cookie secrets for a browser session (rotated).
-    """
-    user = _user_of(session, principal)
-    auth_session = current_auth_session(session, principal)
-    try:
-        check_password(session, runtime, user, password, client)
-    except InvalidCredentials:
-        runtime.audit.record(
-            session,
-            AuditEventType.AUTH_REAUTH_FAILED,
-            principal.actor,
-            result=AuditResult.FAILURE,
-            workspace_id=principal.workspace_id,
-        )
-        raise
-    methods: tuple[str, ...] = ("pwd",)
-    if mfa.user_has_mfa(user):
-        method = mfa.verify_second_factor(session, runtime, user, code or "") if code else None
-        if method is None:
-            runtime.audit.record(
-                session,
-                AuditEventType.AUTH_REAUTH_FAILED,
-                principal.actor,
-                result=AuditResult.FAILURE,
-                workspace_id=principal.workspace_id,
-                context={"reason": "second factor"},
-            )
-            raise InvalidCredentials(
-                "A current code from your authenticator is needed.", keep_changes=True
-            )
-        methods = ("pwd", method)
-    mark_reauthenticated(auth_session, methods)
-    runtime.audit.record(
-        session,
-        AuditEventType.AUTH_REAUTH_SUCCEEDED,
-        principal.actor,
-        workspace_id=principal.workspace_id,
-    )
-    if auth_session.kind == "web":
-        return rotate_web_session(session, runtime, auth_session)
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class PasswordChanged:
-    access_token: str | None
-    expires_in: int
-    web: WebLogin | None
-    sessions_ended: int
-
-
-def change_password(  # noqa: PLR0913 - keyword-only parts of the request
-    session: Session,
-    runtime: Runtime,
-    principal: Principal,
-    *,
-    current_password: str,
-    new_password: str,
-    client: ClientInfo,
-) -> PasswordChanged:
-    """Needs the current password; ends every other session and token of the user."""
-    from plexus.auth.password_policy import check_password as check_policy
-
-    user = _user_of(session, principal)
-    check_password(session, runtime, user, current_password, client)
-    check_policy(
-        new_password,
-        email=user.email,
-        display_name=user.display_name,
-        settings=runtime.settings,
-        field="new_password",
-    )
-    user.password_hash = runtime.passwords.hash(new_password)
-    user.password_changed_at = utcnow()
-    auth_session = current_auth_session(session, principal)
-    ended = end_user_sessions(
-        session, user.id, reason="password-changed", except_session_id=auth_session.id
-    )
-    bump_token_epoch(session, user)
-    mark_reauthenticated(auth_session, ())
-    runtime.audit.record(
-        session,
-        AuditEventType.AUTH_PASSWORD_CHANGED,
-        principal.actor,
-        target=Target("user", str(user.id)),
-        workspace_id=principal.workspace_id,
-        context={"sessions_ended": ended},
-    )
-    raise_security_event(
-        session,
-        SecurityEventKind.PASSWORD_CHANGED,
-        Severity.LOW,
-        workspace_id=principal.workspace_id,
-        user_id=user.id,
-        details={"sessions_ended": ended},
-    )
-    if auth_session.kind == "web":
-        return PasswordChanged(None, 0, rotate_web_session(session, runtime, auth_session), ended)
-    access, expires_in = access_token_for(session, runtime, user, auth_session)
-    return PasswordChanged(access, expires_in, None, ended)
-
-
-@dataclass(frozen=True, slots=True)
-class AccountView:
-    user: User
-    memberships: list[tuple[int, str, str]]
-    mfa_enabled: bool
-
-
-def account(session: Session, principal: Principal) -> AccountView:
-    user = _user_of(session, principal)
-    rows = AuthRepository(session).memberships(user.id)
-    memberships = [(m.workspace_id, w.name, m.role) for m, w in rows]
-    return AccountView(user, memberships, mfa.user_has_mfa(user))
-
-
-def own_sessions(session: Session, principal: Principal) -> list[AuthSession]:
-    return list(AuthRepository(session).live_sessions(principal.user_id))
-
-
-def unlock_account(session: Session, runtime: Runtime, email: str, actor: Actor) -> bool:
-    """Lift a lockout at once (R4: admin unlock). False when no such account exists."""
-    normalised = normalise_email(email)
-    user = AuthRepository(session).user_by_email(normalised) if normalised else None
-    if user is None:
-        return False
-    user.failed_logins = 0
-    user.locked_until = None
-    runtime.audit.record(
-        session,
-        AuditEventType.AUTH_ACCOUNT_UNLOCKED,
-        actor,
-        target=Target("user", str(user.id)),
-    )
-    return True

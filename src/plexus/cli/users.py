@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from plexus.audit.events import Actor
-from plexus.auth.service import unlock_account
+from plexus.auth.account import unlock_account
 from plexus.cli.common import fail, runtime_or_exit
 from plexus.db import unit_of_work
 

@@ -16,6 +16,7 @@ from plexus.models.identity import (
     User,
     Workspace,
 )
+from plexus.models.webauthn import WebAuthnChallenge, WebAuthnCredential
 
 __all__ = [
     "ApiKey",
@@ -32,5 +33,7 @@ __all__ = [
     "SecurityEvent",
     "SigningKey",
     "User",
+    "WebAuthnChallenge",
+    "WebAuthnCredential",
     "Workspace",
 ]

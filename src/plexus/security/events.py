@@ -17,6 +17,8 @@ class SecurityEventKind(StrEnum):
     API_KEY_SCOPE_PROBING = "api_key_scope_probing"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
     MFA_DISABLED = "mfa_disabled"
+    #: A WebAuthn authenticator reported a lower signature counter: it may have been cloned.
+    WEBAUTHN_SIGN_COUNT_REGRESSED = "webauthn_sign_count_regressed"
 
 
 class Severity(StrEnum):
