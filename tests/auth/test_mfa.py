@@ -467,3 +467,42 @@ def test_mfa_policy_all_covers_every_role_and_admins_only_admins(client, runtime
     assert refused.status_code == 403
     assert problem_code(refused) == "mfa-required"
     assert client.get(MFA, headers=editor).status_code == 200
+
+
+def test_wrong_codes_count_toward_the_account_lockout(client, runtime, clock, many_logins):
+    """V6.3.1, V2.3.4: knowing the password does not buy unlimited guesses at the second
+    factor. Wrong codes across fresh challenges lock the account like wrong passwords do;
+    a correct password does not reset the count; a full sign-in does."""
+    enrolled = enrol(client, owner_headers(client, runtime))
+    threshold = runtime.settings.lockout_threshold
+    for _ in range(threshold):
+        assert (
+            second_step(client, password_step(client), wrong_code(enrolled.totp)).status_code == 401
+        )
+    # Locked: the password step itself is refused now, with the usual answer.
+    assert login(client, EMAIL, PASSWORD).status_code == 401
+    with runtime.sessions() as session:
+        user = session.scalars(select(User).where(User.email == EMAIL)).one()
+        assert user.locked_until is not None
+        locked_until = user.locked_until
+    clock.move_to(locked_until + timedelta(seconds=1))
+    assert access_headers(login_with_code(client, enrolled.totp.now()))
+    with runtime.sessions() as session:
+        assert session.scalars(select(User.failed_logins).where(User.email == EMAIL)).one() == 0
+
+
+def test_parallel_guesses_on_one_challenge_cannot_exceed_its_attempts(
+    client, runtime, clock, many_logins
+):
+    """V2.3.4: each guess reserves an attempt in the database first, so 20 parallel wrong
+    guesses on one challenge get at most its 5 attempts checked."""
+    enrolled = enrol(client, owner_headers(client, runtime))
+    mfa_token = password_step(client)
+    bad = wrong_code(enrolled.totp)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(
+            pool.map(lambda _i: second_step(client, mfa_token, bad).status_code, range(20))
+        )
+    assert set(statuses) == {401}
+    failed = audit_events(runtime, AuditEventType.AUTH_MFA_FAILED)
+    assert len(failed) <= 5

@@ -213,3 +213,12 @@ def test_session_ids_are_long_random_and_unique(browser, user):
         assert value not in seen
         assert "-" not in value or len(value) != 36
         seen.add(value)
+
+
+@pytest.mark.parametrize("token", ["é", "☃" * 43, "ÿ" * 10])
+def test_a_non_ascii_csrf_token_is_a_refusal_not_an_error(browser, user, token):
+    """V3.5.1, V16.5.3: a CSRF token of any characters is refused with 403, never a 500."""
+    _sign_in(browser)
+    response = browser.post("/api/v1/auth/logout", data={"csrf_token": token})
+    assert response.status_code == 403
+    assert response.json()["type"] == "urn:plexus:problem:csrf-failed"

@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select, update
 
-from plexus.audit.events import AuditEventType
+from plexus.audit.events import Actor, AuditEventType
+from plexus.auth.account import unlock_account
 from plexus.authz.permissions import Role
+from plexus.db import unit_of_work
 from plexus.models.audit import AuditEvent
 from plexus.models.identity import SecurityEvent, Workspace
 from plexus.models.webauthn import WebAuthnChallenge, WebAuthnCredential
@@ -297,6 +299,10 @@ def test_a_replayed_or_altered_assertion_is_refused(client, runtime):
         )
         again = client.post(LOGIN, json={"mfa_token": mfa_token, "credential": genuine})
         assert again.status_code == 401
+    # Six refused second factors in a row locked the account, as wrong passwords would.
+    assert login(client, EMAIL, PASSWORD).status_code == 401
+    with unit_of_work(runtime.sessions) as session:
+        assert unlock_account(session, runtime, EMAIL, Actor.system("test"))
     assert sign_in(client, key).status_code == 200
 
 

@@ -298,3 +298,38 @@ def test_admin_removes_an_editor_and_a_member_may_leave(client, runtime, team):
     assert remove(client, admin, team[Role.EDITOR]).status_code == 204
     assert remove(client, admin, admin).status_code == 204
     assert role_of(runtime, admin.user_id, admin.workspace_id) is None
+
+
+def test_demotion_revokes_invitations_the_member_may_no_longer_grant(client, runtime, team):
+    """A demoted admin's pending admin invitation cannot hand the role back through another
+    account; an invitation they may still grant stays; below member:invite, all go."""
+    owner, admin = team[Role.OWNER], team[Role.ADMIN]
+    high = invite(client, admin, "second-self@example.com", Role.ADMIN)
+    low = invite(client, admin, "friend@example.com", Role.VIEWER)
+    assert set_role(client, owner, admin, Role.EDITOR).status_code == 200
+    with unit_of_work(runtime.sessions) as session:
+        rows = {i.email: i.revoked_at for i in session.scalars(select(Invitation))}
+    # Editors cannot invite at all, so both are revoked.
+    assert rows["second-self@example.com"] is not None
+    assert rows["friend@example.com"] is not None
+    accepted = client.post(
+        f"{INVITATIONS}/accept",
+        json={"token": high["token"], "display_name": "Me Again", "password": PASSWORD},
+    )
+    assert accepted.status_code == 400
+    assert low["token"] != high["token"]
+
+
+def test_demoting_an_owner_to_admin_keeps_invitations_admins_may_grant(
+    client, runtime, team, people
+):
+    owner = team[Role.OWNER]
+    second = people("second-owner@example.com", role=Role.OWNER, workspace_id=owner.workspace_id)
+    kept = invite(client, second, "kept@example.com", Role.ADMIN)
+    gone = invite(client, second, "gone@example.com", Role.OWNER)
+    assert set_role(client, owner, second, Role.ADMIN).status_code == 200
+    with unit_of_work(runtime.sessions) as session:
+        rows = {i.email: i.revoked_at for i in session.scalars(select(Invitation))}
+    assert rows["kept@example.com"] is None
+    assert rows["gone@example.com"] is not None
+    assert kept["token"] != gone["token"]

@@ -8,10 +8,12 @@ from datetime import timedelta
 import pyotp
 import pytest
 import time_machine
+from sqlalchemy import update
 
 from plexus.audit.events import AuditEventType
 from plexus.authz.permissions import Role
-from plexus.models.identity import Workspace
+from plexus.db import unit_of_work
+from plexus.models.identity import AuthSession, Workspace
 
 from auth_helpers import PASSWORD, add_member, login
 from workspace_helpers import (
@@ -165,3 +167,19 @@ def test_updating_needs_a_recent_sign_in(client, owner):
 def test_malformed_workspace_ids_are_422(client, owner, workspace_id):
     response = client.get(f"{API}/workspaces/{workspace_id}", headers=owner.headers)
     assert problem_code(response, 422) == "validation-failed"
+
+
+def test_only_an_owner_lowers_the_mfa_policy(client, runtime, team):
+    """An admin cannot switch off the MFA requirement an owner set (it covers owners too)."""
+    owner, admin = team[Role.OWNER], team[Role.ADMIN]
+    with unit_of_work(runtime.sessions) as session:
+        session.execute(update(Workspace).values(mfa_policy="admins"))
+        # Both signed in with a second factor (what the policy demands of them).
+        session.execute(update(AuthSession).values(amr="pwd,otp"))
+    path = workspace_path(owner.workspace_id)
+    refused = client.patch(path, json={"mfa_policy": "none"}, headers=admin.headers)
+    assert problem_code(refused, 403) == "permission-denied"
+    raised = client.patch(path, json={"mfa_policy": "all"}, headers=admin.headers)
+    assert raised.status_code == 200, raised.text
+    lowered = client.patch(path, json={"mfa_policy": "none"}, headers=owner.headers)
+    assert lowered.status_code == 200, lowered.text

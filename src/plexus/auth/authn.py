@@ -170,7 +170,11 @@ def _check_csrf(
     if origin is not None and not _same_origin(request, runtime, origin):
         raise _csrf_refused(request, session, runtime, "This request came from another site.")
     presented = request.headers.get(CSRF_HEADER) or form_token
-    if not presented or not hmac.compare_digest(presented, csrf_token_for(runtime, cookie)):
+    expected = csrf_token_for(runtime, cookie)
+    # Bytes, so a token with non-ASCII characters is a mismatch, not an error.
+    if not presented or not hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode()
+    ):
         raise _csrf_refused(
             request, session, runtime, "A state-changing request needs this session's CSRF token."
         )

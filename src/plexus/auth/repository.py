@@ -128,6 +128,22 @@ class AuthRepository:
         statement = select(LoginChallenge).where(LoginChallenge.token_hash == token_hash)
         return self.session.scalars(statement).one_or_none()
 
+    def take_challenge_attempt(self, challenge_id: int, limit: int) -> int | None:
+        """Count one attempt at the challenge; the new count, or None when none is left."""
+        result = self.session.execute(
+            update(LoginChallenge)
+            .where(
+                LoginChallenge.id == challenge_id,
+                LoginChallenge.used_at.is_(None),
+                LoginChallenge.attempts < limit,
+            )
+            .values(attempts=LoginChallenge.attempts + 1)
+            .returning(LoginChallenge.attempts)
+            .execution_options(synchronize_session=False)
+        )
+        count = result.scalar_one_or_none()
+        return int(count) if count is not None else None
+
     def spend_challenge(self, challenge_id: int, now: datetime) -> bool:
         result = self.session.execute(
             update(LoginChallenge)

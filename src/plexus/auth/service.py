@@ -133,8 +133,8 @@ def check_password(
         raise _fail_login(session, runtime, user, client, "locked" if locked else "password")
     if locked:
         raise _fail_login(session, runtime, user, client, "locked")
-    user.failed_logins = 0
-    user.locked_until = None
+    # The failure count is cleared only when a sign-in completes (``_begin``): a correct
+    # password followed by wrong second-factor codes keeps counting toward the lockout.
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
     return user
@@ -164,6 +164,8 @@ def _begin(  # noqa: PLR0913 - the parts of a completed sign-in
     if previous is not None:
         # Session fixation: whatever session the browser held before signing in ends here.
         end_session(previous, "replaced")
+    user.failed_logins = 0
+    user.locked_until = None
     runtime.audit.record(
         session,
         AuditEventType.AUTH_LOGIN_SUCCEEDED,
@@ -262,6 +264,8 @@ def pending_challenge(
     user = repo.user(challenge.user_id)
     if user is None or not user.is_active:
         raise _challenge_refused()
+    if user.locked_until is not None and user.locked_until > utcnow():
+        raise _challenge_refused()
     return challenge, user
 
 
@@ -281,9 +285,16 @@ def complete_second_factor(  # noqa: PLR0913 - keyword-only parts of the request
     and is audited; the challenge is spent by exactly one success.
     """
     challenge, user = pending_challenge(session, runtime, mfa_token)
+    # Reserve the attempt in the database before checking, so parallel guesses on one
+    # challenge cannot share an attempt.
+    attempts = AuthRepository(session).take_challenge_attempt(challenge.id, CHALLENGE_ATTEMPTS)
+    if attempts is None:
+        raise _challenge_refused()
     method = verify(challenge, user)
     if method is None:
-        challenge.attempts += 1
+        # Wrong codes count toward the account lockout like wrong passwords, so knowing
+        # the password does not buy unlimited guesses at the second factor.
+        _register_failure(session, runtime, user, client)
         runtime.audit.record(
             session,
             AuditEventType.AUTH_MFA_FAILED,
@@ -292,14 +303,14 @@ def complete_second_factor(  # noqa: PLR0913 - keyword-only parts of the request
             result=AuditResult.FAILURE,
             ip=client.ip,
         )
-        if challenge.attempts >= CHALLENGE_ATTEMPTS:
+        if attempts >= CHALLENGE_ATTEMPTS:
             raise_security_event(
                 session,
                 SecurityEventKind.MFA_FAILURES,
                 Severity.MEDIUM,
                 user_id=user.id,
                 ip=client.ip,
-                details={"attempts": challenge.attempts},
+                details={"attempts": attempts},
             )
         raise _challenge_refused(keep_changes=True)
     if not AuthRepository(session).spend_challenge(challenge.id, utcnow()):

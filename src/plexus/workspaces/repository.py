@@ -17,7 +17,7 @@ from plexus.authz.permissions import Role
 from plexus.models.identity import Invitation, Membership, User, Workspace
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
     from datetime import datetime
 
     from sqlalchemy import ColumnElement
@@ -146,15 +146,22 @@ class WorkspaceRepository:
         )
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
-    def revoke_invitations_from(self, user_id: int, now: datetime) -> int:
-        """Revoke every pending invitation ``user_id`` sent in this workspace."""
+    def revoke_invitations_from(
+        self, user_id: int, now: datetime, roles: Collection[str] | None = None
+    ) -> int:
+        """Revoke the pending invitations ``user_id`` sent in this workspace (only those for
+        ``roles`` when given).
+        """
+        conditions = [
+            Invitation.workspace_id == self.workspace_id,
+            Invitation.invited_by == user_id,
+            *_pending(now),
+        ]
+        if roles is not None:
+            conditions.append(Invitation.role.in_(list(roles)))
         result = self.session.execute(
             update(Invitation)
-            .where(
-                Invitation.workspace_id == self.workspace_id,
-                Invitation.invited_by == user_id,
-                *_pending(now),
-            )
+            .where(*conditions)
             .values(revoked_at=now)
             .execution_options(synchronize_session="fetch")
         )

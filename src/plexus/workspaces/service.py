@@ -16,7 +16,7 @@ from plexus.accounts.service import EmailTaken, clean_name, create_user, find_us
 from plexus.api_keys.service import revoke_keys_of_user
 from plexus.audit.events import Actor, AuditEventType, AuditResult, Target
 from plexus.auth.sessions import bump_token_epoch, end_user_sessions
-from plexus.authz.permissions import Role, outranks_or_equals
+from plexus.authz.permissions import ROLE_PERMISSIONS, Permission, Role, outranks_or_equals
 from plexus.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from plexus.models.base import utcnow
 from plexus.models.identity import Membership, Workspace
@@ -148,6 +148,8 @@ def update_workspace(  # noqa: PLR0913 - who, which, and the two settings
     if mfa_policy is not None and mfa_policy != workspace.mfa_policy:
         if mfa_policy not in MFA_POLICIES:
             raise ValidationFailed(f"The MFA policy is one of {', '.join(MFA_POLICIES)}.")
+        if _weaker(mfa_policy, workspace.mfa_policy) and principal.role is not Role.OWNER:
+            raise PermissionDenied("Only an owner can lower the workspace's MFA policy.")
         if policy_requires_mfa(mfa_policy, principal.role) and not principal.mfa:
             raise Conflict(
                 "This policy would require a second factor of you: enrol one and sign in "
@@ -166,6 +168,11 @@ def update_workspace(  # noqa: PLR0913 - who, which, and the two settings
             context={"changes": changes},
         )
     return workspace
+
+
+def _weaker(new: str, old: str) -> bool:
+    """True when policy ``new`` demands a second factor of fewer roles than ``old``."""
+    return MFA_POLICIES.index(new) < MFA_POLICIES.index(old)
 
 
 # Members -------------------------------------------------------------------------------
@@ -209,13 +216,20 @@ def change_role(  # noqa: PLR0913, PLR0917 - who, where, whom, what
     membership.role = role.value
     session.flush()
     bump_token_epoch(session, user)
+    # Invitations they sent for roles they no longer may grant (all of them when they may
+    # no longer invite) would hand back, through another account, what was taken away.
+    outranking = [r.value for r in Role if not outranks_or_equals(role, r)]
+    may_invite = Permission.MEMBER_INVITE in ROLE_PERMISSIONS[role]
+    revoked = repo.revoke_invitations_from(
+        user.id, utcnow(), roles=outranking if may_invite else None
+    )
     runtime.audit.record(
         session,
         AuditEventType.MEMBER_ROLE_CHANGED,
         principal.actor,
         target=Target("user", str(user.id)),
         workspace_id=principal.workspace_id,
-        context={"from": current.value, "to": role.value},
+        context={"from": current.value, "to": role.value, "invitations_revoked": revoked},
     )
     return Member(membership, user)
 
