@@ -24,10 +24,12 @@ import pytest
 import time_machine
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from plexus.audit.events import Actor, AuditEventType
 from plexus.auth.account import unlock_account
+from plexus.auth.sessions import SESSION_COOKIE
 from plexus.authz.permissions import Role
 from plexus.db import unit_of_work
 from plexus.models.audit import AuditEvent
@@ -43,6 +45,8 @@ REGISTER_OPTIONS = f"{KEYS}/register/options"
 REGISTER = f"{KEYS}/register"
 LOGIN_OPTIONS = "/api/v1/auth/mfa/webauthn/options"
 LOGIN = "/api/v1/auth/mfa/webauthn"
+REAUTH_OPTIONS = "/api/v1/auth/reauth/webauthn/options"
+REAUTH = "/api/v1/auth/reauth/webauthn"
 EMAIL = "grace@example.com"
 #: An admin-only route (api_key:read) that does not exempt members without MFA.
 ADMIN_ROUTE = "/api/v1/api-keys"
@@ -422,6 +426,124 @@ def test_a_passkey_alone_counts_as_mfa_for_the_workspace_policy(client, runtime)
     assert problem_code(client.post(LOGIN_OPTIONS, json={"mfa_token": "x" * 43})) == (
         "unauthorized"
     )
+
+
+def reauth_with_key(client, key: SoftKey, headers=None, password: str = PASSWORD, **get_kwargs):
+    options = client.post(REAUTH_OPTIONS, headers=headers)
+    assert options.status_code == 200, options.text
+    credential = key.get(options.json(), **get_kwargs)
+    return client.post(
+        REAUTH, json={"password": password, "credential": credential}, headers=headers
+    )
+
+
+def test_a_passkey_only_user_reauthenticates_with_the_key(client, runtime, clock):
+    """V7.5.1, V6.3.3: a user whose only second factor is a passkey cannot re-authenticate
+    with a code, but can with password + assertion, and then create an API key."""
+    key, _, _ = enrolled(client, runtime)
+    headers = access_headers(sign_in(client, key))
+    clock.shift(timedelta(minutes=11))
+    new_key = {"name": "ci", "scopes": ["content:read"]}
+    stale = client.post(ADMIN_ROUTE, json=new_key, headers=headers)
+    assert problem_code(stale) == "reauthentication-required"
+    # /auth/reauth asks for a code, which this user has no way to produce.
+    assert (
+        client.post("/api/v1/auth/reauth", json={"password": PASSWORD}, headers=headers).status_code
+        == 401
+    )
+
+    options = client.post(REAUTH_OPTIONS, headers=headers).json()
+    assert options["rpId"] == RP_ID
+    assert [c["id"] for c in options["allowCredentials"]] == [b64url(key.credential_id)]
+    credential = key.get(options)
+    done = client.post(
+        REAUTH, json={"password": PASSWORD, "credential": credential}, headers=headers
+    )
+    assert done.status_code == 200, done.text
+    assert done.json() == {"reauthenticated": True, "csrf_token": None}
+    created = client.post(ADMIN_ROUTE, json=new_key, headers=headers)
+    assert created.status_code == 201, created.text
+    with runtime.sessions() as session:
+        assert session.scalars(select(WebAuthnCredential.sign_count)).one() == 2
+        assert session.scalars(select(WebAuthnChallenge)).all() == []
+        kinds = list(session.scalars(select(AuditEvent.event)))
+        assert str(AuditEventType.AUTH_REAUTH_SUCCEEDED) in kinds
+
+
+def test_reauthentication_with_a_key_rotates_a_browser_session(app, runtime):
+    """R6: as ``/auth/reauth``, a browser session gets a new cookie and CSRF token."""
+    with TestClient(app, base_url=PUBLIC_URL, raise_server_exceptions=False) as browser:
+        key, _, _ = enrolled(browser, runtime)
+        started = login(browser, EMAIL, PASSWORD, use_cookie=True)
+        mfa_token = started.json()["mfa_token"]
+        credential = key.get(assertion_options(browser, mfa_token))
+        csrf = browser.post(LOGIN, json={"mfa_token": mfa_token, "credential": credential})
+        csrf = csrf.json()["csrf_token"]
+        before = browser.cookies.get(SESSION_COOKIE)
+        done = reauth_with_key(browser, key, headers={"X-CSRF-Token": csrf})
+        assert done.status_code == 200, done.text
+        assert done.json()["csrf_token"] not in (None, csrf)
+        assert browser.cookies.get(SESSION_COOKIE) != before
+        replay = browser.get("/api/v1/me", headers={"Cookie": f"{SESSION_COOKIE}={before}"})
+        assert replay.status_code == 401
+
+
+def test_reauthentication_with_a_key_refuses_wrong_passwords_and_replays(client, runtime):
+    """V6.5.1, V6.7.2, V7.5.1: the password is checked (and audited) as at ``/auth/reauth``;
+    the challenge is spent by any response; a replayed assertion, one made for the sign-in
+    or for another site, and a cloned counter are refused."""
+    key, headers, _ = enrolled(client, runtime)
+    wrong = reauth_with_key(client, key, headers, password="not the password at all")
+    assert wrong.status_code == 401
+    assert problem_code(wrong) == "invalid-credentials"
+    # The wrong password spent the challenge: the same assertion with the right one fails.
+    options = client.post(REAUTH_OPTIONS, headers=headers).json()
+    credential = key.get(options)
+    client.post(REAUTH, json={"password": "nope", "credential": credential}, headers=headers)
+    body = {"password": PASSWORD, "credential": credential}
+    assert client.post(REAUTH, json=body, headers=headers).status_code == 401
+    # Without options there is nothing to answer.
+    assert client.post(REAUTH, json=body, headers=headers).status_code == 401
+
+    options = client.post(REAUTH_OPTIONS, headers=headers).json()
+    body = {"password": PASSWORD, "credential": key.get(options)}
+    assert client.post(REAUTH, json=body, headers=headers).status_code == 200
+    assert client.post(REAUTH, json=body, headers=headers).status_code == 401
+
+    # An assertion made for a sign-in's challenge does not answer a re-authentication's.
+    client.post(REAUTH_OPTIONS, headers=headers)
+    login_assertion = key.get(assertion_options(client, password_step(client)))
+    body = {"password": PASSWORD, "credential": login_assertion}
+    assert client.post(REAUTH, json=body, headers=headers).status_code == 401
+    for kwargs in ({"origin": "https://evil.test"}, {"rp_id": "evil.test"}, {"count": 1}):
+        assert reauth_with_key(client, key, headers, **kwargs).status_code == 401
+    assert reauth_with_key(client, key, headers, count=10).status_code == 200
+    with runtime.sessions() as session:
+        failures = session.scalars(
+            select(AuditEvent).where(AuditEvent.event == str(AuditEventType.AUTH_REAUTH_FAILED))
+        ).all()
+        assert len(failures) == 9
+        kinds = list(session.scalars(select(SecurityEvent.kind)))
+        assert "webauthn_sign_count_regressed" in kinds
+
+
+def test_reauthentication_with_another_users_key_is_refused(client, runtime):
+    """V8.2.2: the options list only the caller's keys, and another user's key cannot
+    answer them; a user without keys gets no options."""
+    key, _, _ = enrolled(client, runtime)
+    other_key, other_headers, _ = enrolled(client, runtime, "eve@example.com")
+    options = client.post(REAUTH_OPTIONS, headers=other_headers).json()
+    assert [c["id"] for c in options["allowCredentials"]] == [b64url(other_key.credential_id)]
+    body = {"password": PASSWORD, "credential": key.get(options)}
+    assert client.post(REAUTH, json=body, headers=other_headers).status_code == 401
+    assert reauth_with_key(client, other_key, other_headers).status_code == 200
+
+    create_user(runtime, "keyless@example.com")
+    keyless = bearer(client, "keyless@example.com")
+    refused = client.post(REAUTH_OPTIONS, headers=keyless)
+    assert refused.status_code == 409
+    assert problem_code(refused) == "webauthn-not-enabled"
+    assert client.post(REAUTH_OPTIONS).status_code == 401
 
 
 def test_registration_needs_a_recent_sign_in_and_a_live_challenge(client, runtime, clock):

@@ -6,10 +6,10 @@ record are raised with ``keep_changes=True``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plexus.audit.events import Actor, AuditEventType, AuditResult, Target
-from plexus.auth import mfa
+from plexus.auth import mfa, webauthn
 from plexus.auth.repository import AuthRepository
 from plexus.auth.service import ClientInfo, check_password, normalise_email
 from plexus.auth.sessions import (
@@ -27,6 +27,8 @@ from plexus.security.events import SecurityEventKind, Severity
 from plexus.security.service import raise_security_event
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.orm import Session
 
     from plexus.auth.principal import Principal
@@ -107,6 +109,69 @@ def reauthenticate(  # noqa: PLR0913 - keyword-only parts of the request
     """Prove identity again for sensitive actions: the password, and the second factor
     when the user has one. Returns new cookie secrets for a browser session (rotated).
     """
+
+    def second_factor(user: User) -> str | None:
+        return mfa.verify_second_factor(session, runtime, user, code) if code else None
+
+    return _reauthenticate(
+        session,
+        runtime,
+        principal,
+        password=password,
+        client=client,
+        second_factor=second_factor,
+        required=False,
+        refusal="A current code from your authenticator is needed.",
+    )
+
+
+def reauthenticate_with_key(  # noqa: PLR0913 - keyword-only parts of the request
+    session: Session,
+    runtime: Runtime,
+    principal: Principal,
+    *,
+    password: str,
+    credential: dict[str, Any],
+    client: ClientInfo,
+) -> WebLogin | None:
+    """``reauthenticate`` with a security key or passkey instead of a code: the password
+    and an assertion answering the caller's pending re-authentication challenge, which
+    is spent first, whatever follows. ``amr`` of the proof: ("pwd", "hwk").
+    """
+    expected = webauthn.take_reauth_challenge(session, principal.user_id)
+
+    def second_factor(user: User) -> str | None:
+        return webauthn.verify_assertion(
+            session, runtime, user, credential, expected, client=client
+        )
+
+    return _reauthenticate(
+        session,
+        runtime,
+        principal,
+        password=password,
+        client=client,
+        second_factor=second_factor,
+        required=True,
+        refusal="The security key's response did not verify; ask for new options.",
+    )
+
+
+def _reauthenticate(  # noqa: PLR0913 - keyword-only parts of the request
+    session: Session,
+    runtime: Runtime,
+    principal: Principal,
+    *,
+    password: str,
+    client: ClientInfo,
+    second_factor: Callable[[User], str | None],
+    required: bool,
+    refusal: str,
+) -> WebLogin | None:
+    """Check the password (a failure counts toward the lockout), then ``second_factor``
+    when ``required`` or the user has MFA; mark the session re-authenticated; audit both
+    outcomes.
+    """
     user = _user_of(session, principal)
     auth_session = current_auth_session(session, principal)
     try:
@@ -121,8 +186,8 @@ def reauthenticate(  # noqa: PLR0913 - keyword-only parts of the request
         )
         raise
     methods: tuple[str, ...] = ("pwd",)
-    if mfa.user_has_mfa(user):
-        method = mfa.verify_second_factor(session, runtime, user, code or "") if code else None
+    if required or mfa.user_has_mfa(user):
+        method = second_factor(user)
         if method is None:
             runtime.audit.record(
                 session,
@@ -132,9 +197,7 @@ def reauthenticate(  # noqa: PLR0913 - keyword-only parts of the request
                 workspace_id=principal.workspace_id,
                 context={"reason": "second factor"},
             )
-            raise InvalidCredentials(
-                "A current code from your authenticator is needed.", keep_changes=True
-            )
+            raise InvalidCredentials(refusal, keep_changes=True)
         methods = ("pwd", method)
     mark_reauthenticated(auth_session, methods)
     runtime.audit.record(

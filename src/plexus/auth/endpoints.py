@@ -87,6 +87,16 @@ def login_response(
     )
 
 
+def reauth_response(web: WebLogin | None, response: Response) -> ReauthResponse:
+    """The answer to a re-authentication: a browser session gets its rotated cookie and
+    new CSRF token.
+    """
+    if web is not None:
+        _set_cookie(response, web)
+        return ReauthResponse(csrf_token=web.csrf_token)
+    return ReauthResponse()
+
+
 @router.post("/auth/login", dependencies=[Depends(Public("login"))])
 def login(
     body: LoginRequest, request: Request, response: Response, session: SessionDep, rt: RuntimeDep
@@ -170,10 +180,7 @@ def reauth(
     web = account.reauthenticate(
         session, rt, principal, password=body.password, code=body.code, client=client_info(request)
     )
-    if web is not None:
-        _set_cookie(response, web)
-        return ReauthResponse(csrf_token=web.csrf_token)
-    return ReauthResponse()
+    return reauth_response(web, response)
 
 
 @router.get("/auth/csrf")

@@ -73,6 +73,7 @@ CHALLENGE_BYTES: Final = 32
 MAX_CREDENTIALS: Final = 10
 REGISTER: Final = "register"
 LOGIN: Final = "login"
+REAUTH: Final = "reauth"
 #: The method name in ``amr`` (RFC 8176: proof of possession of a hardware-secured key).
 METHOD: Final = "hwk"
 USER_HANDLE_PURPOSE: Final = "webauthn-user-handle"
@@ -323,20 +324,46 @@ def remove(session: Session, runtime: Runtime, principal: Principal, credential_
     )
 
 
+def _assertion_options(
+    runtime: Runtime, credentials: list[WebAuthnCredential], challenge: bytes
+) -> dict[str, Any]:
+    options = generate_authentication_options(
+        rp_id=relying_party(runtime.settings).id,
+        challenge=challenge,
+        timeout=CHALLENGE_SECONDS * 1000,
+        allow_credentials=[_descriptor(c) for c in credentials],
+        user_verification=UserVerificationRequirement.PREFERRED,
+    )
+    return options_to_json_dict(options)
+
+
 def login_options(session: Session, runtime: Runtime, mfa_token: str) -> dict[str, Any]:
     """The options for ``navigator.credentials.get`` at the second step of a sign-in."""
     challenge, user = service.pending_challenge(session, runtime, mfa_token)
     credentials = _credentials(session, user.id)
     if not credentials:
         raise NoWebAuthnCredential("Finish signing in with a code at POST /api/v1/auth/mfa.")
-    options = generate_authentication_options(
-        rp_id=relying_party(runtime.settings).id,
-        challenge=_new_challenge(session, user.id, LOGIN, challenge.id),
-        timeout=CHALLENGE_SECONDS * 1000,
-        allow_credentials=[_descriptor(c) for c in credentials],
-        user_verification=UserVerificationRequirement.PREFERRED,
+    return _assertion_options(
+        runtime, credentials, _new_challenge(session, user.id, LOGIN, challenge.id)
     )
-    return options_to_json_dict(options)
+
+
+def reauth_options(session: Session, runtime: Runtime, principal: Principal) -> dict[str, Any]:
+    """The options for ``navigator.credentials.get`` to re-authenticate with one of the
+    caller's own keys; the challenge is bound to the caller.
+    """
+    user = _user(session, principal)
+    credentials = _credentials(session, user.id)
+    if not credentials:
+        raise NoWebAuthnCredential("Re-authenticate with a code at POST /api/v1/auth/reauth.")
+    return _assertion_options(runtime, credentials, _new_challenge(session, user.id, REAUTH))
+
+
+def take_reauth_challenge(session: Session, user_id: int) -> bytes | None:
+    """Spend the user's pending re-authentication challenge (None: there is none, or it
+    expired). Done before anything else is checked, so a response is never accepted twice.
+    """
+    return _take_challenge(session, user_id, REAUTH)
 
 
 def _cloned(
@@ -364,16 +391,19 @@ def _cloned(
     return True
 
 
-def _verify_assertion(  # noqa: PLR0913 - the parts of one assertion check
+def verify_assertion(  # noqa: PLR0913 - the parts of one assertion check
     session: Session,
     runtime: Runtime,
-    challenge: LoginChallenge,
     user: User,
     credential: dict[str, Any],
+    expected: bytes | None,
     *,
     client: service.ClientInfo,
 ) -> str | None:
-    expected = _take_challenge(session, user.id, LOGIN, challenge.id)
+    """Check an assertion by one of ``user``'s keys against the challenge ``expected``
+    (already spent): origin, RP id, signature, then the counter. Returns ``"hwk"``, or
+    None when anything is wrong (a missing challenge included).
+    """
     if expected is None:
         return None
     rp = relying_party(runtime.settings)
@@ -416,6 +446,19 @@ def _verify_assertion(  # noqa: PLR0913 - the parts of one assertion check
     return METHOD if int(result.rowcount) == 1 else None  # type: ignore[attr-defined]
 
 
+def _verify_login_assertion(  # noqa: PLR0913 - the parts of one assertion check
+    session: Session,
+    runtime: Runtime,
+    challenge: LoginChallenge,
+    user: User,
+    credential: dict[str, Any],
+    *,
+    client: service.ClientInfo,
+) -> str | None:
+    expected = _take_challenge(session, user.id, LOGIN, challenge.id)
+    return verify_assertion(session, runtime, user, credential, expected, client=client)
+
+
 def complete_login(  # noqa: PLR0913 - keyword-only parts of the request
     session: Session,
     runtime: Runtime,
@@ -432,7 +475,7 @@ def complete_login(  # noqa: PLR0913 - keyword-only parts of the request
         session,
         runtime,
         mfa_token=mfa_token,
-        verify=lambda challenge, user: _verify_assertion(
+        verify=lambda challenge, user: _verify_login_assertion(
             session, runtime, challenge, user, credential, client=client
         ),
         client=client,

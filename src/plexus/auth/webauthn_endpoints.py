@@ -1,5 +1,6 @@
 """Security keys and passkeys (WebAuthn) as a second factor: the caller's own keys under
-``/api/v1/me/mfa/webauthn``, and the sign-in step under ``/api/v1/auth/mfa/webauthn``.
+``/api/v1/me/mfa/webauthn``, the sign-in step under ``/api/v1/auth/mfa/webauthn``, and
+re-authentication with a key under ``/api/v1/auth/reauth/webauthn``.
 
 Registering and removing a key needs a recent re-authentication; registering stays open
 to a member whose workspace demands MFA they do not have yet.
@@ -13,10 +14,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from plexus.auth import webauthn
-from plexus.auth.endpoints import client_info, login_response
+from plexus.auth import account, webauthn
+from plexus.auth.endpoints import client_info, login_response, reauth_response
 from plexus.auth.principal import Principal
-from plexus.auth.schemas import MfaChallengeResponse, SessionStarted, TokenResponse
+from plexus.auth.schemas import (
+    PASSWORD_MAX,
+    MfaChallengeResponse,
+    ReauthResponse,
+    SessionStarted,
+    TokenResponse,
+)
 from plexus.auth.service import session_from_cookie
 from plexus.auth.sessions import SESSION_COOKIE
 from plexus.authz.policy import Authenticated, Public
@@ -53,6 +60,12 @@ class LoginOptionsRequest(_Strict):
 
 class LoginRequest(_Strict):
     mfa_token: str = Field(min_length=16, max_length=128)
+    #: The ``PublicKeyCredential`` from ``navigator.credentials.get``, as JSON.
+    credential: dict[str, Any]
+
+
+class ReauthRequest(_Strict):
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
     #: The ``PublicKeyCredential`` from ``navigator.credentials.get``, as JSON.
     credential: dict[str, Any]
 
@@ -136,3 +149,38 @@ def login(
         previous=previous,
     )
     return login_response(outcome, response)
+
+
+@router.post("/auth/reauth/webauthn/options")
+def reauth_options(
+    principal: Annotated[Principal, Depends(Authenticated(rate="login", mfa_exempt=True))],
+    session: SessionDep,
+    rt: RuntimeDep,
+) -> dict[str, Any]:
+    """Re-authentication with a security key, part one: options for
+    ``navigator.credentials.get`` over the caller's own keys.
+    """
+    return webauthn.reauth_options(session, rt, principal)
+
+
+@router.post("/auth/reauth/webauthn")
+def reauth(  # noqa: PLR0913, PLR0917 - FastAPI injects each part of the request
+    body: ReauthRequest,
+    principal: Annotated[Principal, Depends(Authenticated(rate="login", mfa_exempt=True))],
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    rt: RuntimeDep,
+) -> ReauthResponse:
+    """Re-authentication with a security key, part two: the password and the assertion.
+    Answers exactly as ``POST /api/v1/auth/reauth`` does.
+    """
+    web = account.reauthenticate_with_key(
+        session,
+        rt,
+        principal,
+        password=body.password,
+        credential=body.credential,
+        client=client_info(request),
+    )
+    return reauth_response(web, response)

@@ -127,7 +127,8 @@ class Authenticated(Policy):
         window = get_runtime(request).settings.reauth_window_seconds
         if not principal.recently_authenticated(window):
             raise ReauthenticationRequired(
-                "Confirm your password (and second factor) at /api/v1/auth/reauth, then retry."
+                "Confirm your password (and second factor) at /api/v1/auth/reauth, or with "
+                "a security key at /api/v1/auth/reauth/webauthn, then retry."
             )
 
 
