@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import select
 
+from plexus.auth.repository import AuthRepository
 from plexus.kit.tokens import random_base62
 from plexus.models.base import utcnow
 from plexus.models.identity import SigningKey
@@ -65,7 +65,7 @@ class KeyRing:
     def _load(self, session: Session) -> _Ring:
         now = utcnow()
         ring = _Ring(loaded_at=time.monotonic())
-        rows = session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc()))
+        rows = AuthRepository(session).signing_keys()
         for row in rows:
             if row.retired_at is not None and row.retired_at + self._grace <= now:
                 continue
@@ -124,7 +124,7 @@ class KeyRing:
     def rotate(self, session: Session) -> str:
         """Retire the active key(s) and make a new one; returns the new ``kid``."""
         now = utcnow()
-        for row in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        for row in AuthRepository(session).unretired_signing_keys():
             row.retired_at = now
         private = Ed25519PrivateKey.generate()
         kid = random_base62(22)

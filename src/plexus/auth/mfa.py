@@ -24,14 +24,12 @@ from typing import TYPE_CHECKING, Final
 
 import pyotp
 import segno
-from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import object_session
 
 from plexus.audit.events import Actor, AuditEventType, AuditResult, Target
+from plexus.auth.repository import AuthRepository
 from plexus.errors import BadRequest, Conflict, Unauthorized
-from plexus.models.base import utcnow
 from plexus.models.identity import RecoveryCode, User
-from plexus.models.webauthn import WebAuthnCredential
 from plexus.security.events import SecurityEventKind, Severity
 from plexus.security.service import raise_security_event
 
@@ -108,8 +106,7 @@ def second_factor_methods(user: User) -> list[str]:
         # Answering "none" here would skip the second factor; a detached user is a bug.
         msg = "second_factor_methods needs a user attached to a session"
         raise RuntimeError(msg)
-    statement = select(WebAuthnCredential.id).where(WebAuthnCredential.user_id == user.id)
-    if session.scalar(statement.limit(1)) is not None:
+    if AuthRepository(session).has_webauthn_credential(user.id):
         methods.append("webauthn")
     return methods
 
@@ -166,21 +163,7 @@ def _claim_step(
     ``sealed``, the one the code was checked against. ``confirming`` also turns that
     pending secret on.
     """
-    values: dict[str, object] = {"totp_last_step": step}
-    statement = update(User).where(
-        User.id == user.id,
-        User.totp_secret == sealed,
-        or_(User.totp_last_step.is_(None), User.totp_last_step < step),
-    )
-    if confirming:
-        statement = statement.where(User.totp_confirmed_at.is_(None))
-        values["totp_confirmed_at"] = utcnow()
-    else:
-        statement = statement.where(User.totp_confirmed_at.is_not(None))
-    result = session.execute(
-        statement.values(**values).execution_options(synchronize_session=False)
-    )
-    claimed = int(result.rowcount) == 1  # type: ignore[attr-defined]
+    claimed = AuthRepository(session).claim_totp_step(user.id, sealed, step, confirming=confirming)
     if claimed:
         session.expire(user, ["totp_last_step", "totp_confirmed_at"])
     return claimed
@@ -201,24 +184,11 @@ def _accept_totp(
 
 def _burn_recovery_code(session: Session, runtime: Runtime, user: User, code: str) -> bool:
     digest = runtime.tokens.digest(RECOVERY_PURPOSE, code)
-    result = session.execute(
-        update(RecoveryCode)
-        .where(
-            RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash == digest,
-            RecoveryCode.used_at.is_(None),
-        )
-        .values(used_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return AuthRepository(session).burn_recovery_code(user.id, digest)
 
 
 def _recovery_codes_left(session: Session, user_id: int) -> int:
-    statement = select(func.count(RecoveryCode.id)).where(
-        RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)
-    )
-    return int(session.scalar(statement) or 0)
+    return AuthRepository(session).recovery_codes_left(user_id)
 
 
 def verify_second_factor(session: Session, runtime: Runtime, user: User, code: str) -> str | None:
@@ -259,11 +229,7 @@ def _format_recovery_code(raw: str) -> str:
 
 def _new_recovery_codes(session: Session, runtime: Runtime, user_id: int) -> list[str]:
     """Replace every recovery code of the user with fresh ones; returns them for display."""
-    session.execute(
-        delete(RecoveryCode)
-        .where(RecoveryCode.user_id == user_id)
-        .execution_options(synchronize_session=False)
-    )
+    AuthRepository(session).delete_recovery_codes(user_id)
     raws = [
         "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(_RECOVERY_CHARS))
         for _ in range(RECOVERY_CODE_COUNT)
@@ -277,7 +243,7 @@ def _new_recovery_codes(session: Session, runtime: Runtime, user_id: int) -> lis
 
 
 def _user(session: Session, principal: Principal) -> User:
-    user = session.get(User, principal.user_id)
+    user = AuthRepository(session).user(principal.user_id)
     if user is None or not user.is_active:
         raise Unauthorized("The account no longer exists.")
     return user
@@ -393,11 +359,7 @@ def disable_totp(session: Session, runtime: Runtime, principal: Principal, code:
     user.totp_secret = None
     user.totp_confirmed_at = None
     user.totp_last_step = None
-    session.execute(
-        delete(RecoveryCode)
-        .where(RecoveryCode.user_id == user.id)
-        .execution_options(synchronize_session=False)
-    )
+    AuthRepository(session).delete_recovery_codes(user.id)
     session.flush()
     _audit(session, runtime, principal, AuditEventType.AUTH_MFA_DISABLED, context={"type": "totp"})
     raise_security_event(

@@ -25,7 +25,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, or_, select, update
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -50,10 +49,10 @@ from webauthn.helpers.structs import (
 from plexus.audit.events import AuditEventType, Target
 from plexus.auth import service
 from plexus.auth.mfa import user_has_mfa
+from plexus.auth.repository import AuthRepository
 from plexus.auth.sessions import mark_mfa
 from plexus.errors import BadRequest, Conflict, NotFound, Unauthorized
 from plexus.models.base import utcnow
-from plexus.models.identity import User
 from plexus.models.webauthn import WebAuthnChallenge, WebAuthnCredential
 from plexus.security.events import SecurityEventKind, Severity
 from plexus.security.service import raise_security_event
@@ -63,7 +62,7 @@ if TYPE_CHECKING:
 
     from plexus.auth.principal import Principal
     from plexus.config import Settings
-    from plexus.models.identity import AuthSession, LoginChallenge
+    from plexus.models.identity import AuthSession, LoginChallenge, User
     from plexus.runtime import Runtime
 
 RP_NAME: Final = "Plexus"
@@ -125,16 +124,11 @@ def _descriptor(credential: WebAuthnCredential) -> PublicKeyCredentialDescriptor
 
 
 def _credentials(session: Session, user_id: int) -> list[WebAuthnCredential]:
-    statement = (
-        select(WebAuthnCredential)
-        .where(WebAuthnCredential.user_id == user_id)
-        .order_by(WebAuthnCredential.id)
-    )
-    return list(session.scalars(statement))
+    return AuthRepository(session).webauthn_credentials(user_id)
 
 
 def _user(session: Session, principal: Principal) -> User:
-    user = session.get(User, principal.user_id)
+    user = AuthRepository(session).user(principal.user_id)
     if user is None or not user.is_active:
         raise Unauthorized("The account no longer exists.")
     return user
@@ -152,14 +146,7 @@ def _new_challenge(
     same kind and clearing any of theirs that expired.
     """
     now = utcnow()
-    session.execute(
-        delete(WebAuthnChallenge)
-        .where(
-            WebAuthnChallenge.user_id == user_id,
-            or_(WebAuthnChallenge.purpose == purpose, WebAuthnChallenge.expires_at <= now),
-        )
-        .execution_options(synchronize_session=False)
-    )
+    AuthRepository(session).clear_webauthn_challenges(user_id, purpose, now)
     value = secrets.token_bytes(CHALLENGE_BYTES)
     session.add(
         WebAuthnChallenge(
@@ -180,24 +167,12 @@ def _take_challenge(
     """Spend the pending challenge of a ceremony: its value, or None when there is none,
     it expired, or a parallel request spent it first.
     """
-    statement = select(WebAuthnChallenge).where(
-        WebAuthnChallenge.user_id == user_id,
-        WebAuthnChallenge.purpose == purpose,
-        WebAuthnChallenge.login_challenge_id.is_(None)
-        if login_challenge_id is None
-        else WebAuthnChallenge.login_challenge_id == login_challenge_id,
-    )
-    pending = session.scalars(statement).first()
+    repo = AuthRepository(session)
+    pending = repo.pending_webauthn_challenge(user_id, purpose, login_challenge_id)
     if pending is None:
         return None
     value, expires_at = pending.challenge, pending.expires_at
-    result = session.execute(
-        delete(WebAuthnChallenge)
-        .where(WebAuthnChallenge.id == pending.id)
-        .execution_options(synchronize_session=False)
-    )
-    session.expunge(pending)
-    if int(result.rowcount) != 1 or expires_at <= utcnow():  # type: ignore[attr-defined]
+    if not repo.spend_webauthn_challenge(pending) or expires_at <= utcnow():
         return None
     return value
 
@@ -259,10 +234,7 @@ def register(
         raise InvalidWebAuthnResponse(
             "The security key's response did not verify; start again.", keep_changes=True
         ) from None
-    taken = select(func.count(WebAuthnCredential.id)).where(
-        WebAuthnCredential.credential_id == verified.credential_id
-    )
-    if session.scalar(taken):
+    if AuthRepository(session).webauthn_credential_registered(verified.credential_id):
         raise CredentialAlreadyRegistered(keep_changes=True)
     if len(_credentials(session, user.id)) >= MAX_CREDENTIALS:
         raise TooManyCredentials(keep_changes=True)
@@ -300,7 +272,7 @@ def remove(session: Session, runtime: Runtime, principal: Principal, credential_
     attacker holding a stolen session would want.
     """
     user = _user(session, principal)
-    found = session.get(WebAuthnCredential, credential_id)
+    found = AuthRepository(session).webauthn_credential(credential_id)
     if found is None or found.user_id != user.id:
         raise NotFound("No such security key.")
     session.delete(found)
@@ -411,12 +383,7 @@ def verify_assertion(  # noqa: PLR0913 - the parts of one assertion check
         parsed = parse_authentication_credential_json(credential)
     except _BAD_RESPONSE:
         return None
-    stored = session.scalars(
-        select(WebAuthnCredential).where(
-            WebAuthnCredential.user_id == user.id,
-            WebAuthnCredential.credential_id == parsed.raw_id,
-        )
-    ).one_or_none()
+    stored = AuthRepository(session).user_webauthn_credential(user.id, parsed.raw_id)
     if stored is None:
         return None
     try:
@@ -434,16 +401,10 @@ def verify_assertion(  # noqa: PLR0913 - the parts of one assertion check
         return None
     if _cloned(session, stored, verified.new_sign_count, client):
         return None
-    result = session.execute(
-        update(WebAuthnCredential)
-        .where(
-            WebAuthnCredential.id == stored.id,
-            WebAuthnCredential.sign_count == stored.sign_count,
-        )
-        .values(sign_count=verified.new_sign_count, last_used_at=utcnow())
-        .execution_options(synchronize_session=False)
+    recorded = AuthRepository(session).record_webauthn_use(
+        stored.id, stored.sign_count, verified.new_sign_count
     )
-    return METHOD if int(result.rowcount) == 1 else None  # type: ignore[attr-defined]
+    return METHOD if recorded else None
 
 
 def _verify_login_assertion(  # noqa: PLR0913 - the parts of one assertion check
