@@ -1,0 +1,1 @@
+"""Platform integrations: the provider contract, the registry and one module per platform."""
