@@ -212,6 +212,18 @@ class OAuthSpec:
     scope_separator: str = " "
     token_auth_method: TokenAuthMethod = TokenAuthMethod.CLIENT_SECRET_POST
     extra_authorize_params: tuple[tuple[str, str], ...] = ()
+    #: The authorization server's issuer identifier (RFC 9207 ``iss`` in the callback);
+    #: by default the origin of ``authorize_url``.
+    issuer: str | None = None
+
+    @property
+    def expected_issuer(self) -> str:
+        if self.issuer:
+            return self.issuer.rstrip("/")
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.authorize_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +262,14 @@ class Credentials:
     token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 scheme name
     scope: str | None = None
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: When the access token was issued (so its lifetime is known), if the platform said.
+    issued_at: datetime | None = None
+
+    @property
+    def lifetime(self) -> timedelta | None:
+        if self.expires_at is None or self.issued_at is None:
+            return None
+        return self.expires_at - self.issued_at
 
     def expires_within(self, margin: timedelta, now: datetime | None = None) -> bool:
         if self.expires_at is None:
@@ -266,15 +286,17 @@ class Credentials:
         now: datetime | None = None,
     ) -> Credentials:
         """New credentials after a refresh; a response without a refresh token keeps ours."""
+        moment = now or datetime.now(UTC)
         expires_at = None
         if expires_in is not None:
-            expires_at = (now or datetime.now(UTC)) + timedelta(seconds=float(expires_in))
+            expires_at = moment + timedelta(seconds=float(expires_in))
         return replace(
             self,
             access_token=access_token,
             refresh_token=refresh_token or self.refresh_token,
             expires_at=expires_at,
             scope=scope or self.scope,
+            issued_at=moment,
         )
 
     def to_json(self) -> bytes:
@@ -286,6 +308,7 @@ class Credentials:
                 "token_type": self.token_type,
                 "scope": self.scope,
                 "secrets": dict(self.secrets),
+                "issued_at": self.issued_at.isoformat() if self.issued_at else None,
             },
             separators=(",", ":"),
         ).encode()
@@ -294,7 +317,9 @@ class Credentials:
     def from_json(cls, raw: bytes) -> Credentials:
         data = json.loads(raw)
         expires = data.get("expires_at")
+        issued = data.get("issued_at")
         return cls(
+            issued_at=datetime.fromisoformat(issued) if issued else None,
             access_token=data.get("access_token"),
             refresh_token=data.get("refresh_token"),
             expires_at=datetime.fromisoformat(expires) if expires else None,
@@ -446,6 +471,8 @@ class ProviderContext:
     #: This Plexus's public base URL (for client metadata and links), without a slash.
     public_url: str = "http://127.0.0.1:8000"
     timeout: httpx.Timeout | None = None
+    #: Plexus runs outside production (the built-in sandbox platform is served).
+    development: bool = False
 
     def client(self, *, guarded: bool, base_url: str = "") -> httpx.Client:
         """An outbound client; ``guarded`` whenever the host came from a user."""
@@ -595,6 +622,22 @@ class Provider:
 
     def can_refresh(self, link: Link) -> bool:
         return link.credentials.refresh_token is not None
+
+    def refresh_lead(self, link: Link) -> timedelta:
+        """How long before expiry the token is refreshed: ``REFRESH_MARGIN``, or a quarter
+        of the token's lifetime when that is shorter (a five-minute token is not refreshed
+        before every call).
+        """
+        lifetime = link.credentials.lifetime
+        if lifetime is None:
+            return REFRESH_MARGIN
+        return min(REFRESH_MARGIN, lifetime / 4)
+
+    def needs_refresh(self, link: Link, lead: timedelta | None = None) -> bool:
+        """The token is refreshable and expires within ``lead`` (default: refresh_lead)."""
+        if not self.can_refresh(link):
+            return False
+        return link.credentials.expires_within(lead or self.refresh_lead(link))
 
     def revoke(self, link: Link) -> None:
         """Revoke the credentials at the platform (RFC 7009 by default); no-op when the

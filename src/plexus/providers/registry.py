@@ -8,11 +8,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from plexus.providers.airtable import AirtableProvider
+from plexus.providers.bluesky import BlueskyProvider
+from plexus.providers.discord import DiscordProvider
+from plexus.providers.imgbb import ImgbbProvider
+from plexus.providers.imgur import ImgurProvider
+from plexus.providers.instagram import InstagramProvider
+from plexus.providers.mastodon import MastodonProvider
+from plexus.providers.matrix import MatrixProvider
+from plexus.providers.sandbox import SandboxProvider
+from plexus.providers.telegram import TelegramProvider
+
 if TYPE_CHECKING:
     from plexus.providers.base import Provider
 
 #: Every finished provider, in the order the API lists them.
-_FINISHED: tuple[type[Provider], ...] = ()
+_FINISHED: tuple[type[Provider], ...] = (
+    SandboxProvider,
+    DiscordProvider,
+    InstagramProvider,
+    ImgurProvider,
+    ImgbbProvider,
+    AirtableProvider,
+    MastodonProvider,
+    BlueskyProvider,
+    TelegramProvider,
+    MatrixProvider,
+)
 
 PROVIDERS: dict[str, type[Provider]] = {cls.name: cls for cls in _FINISHED}
 
