@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
+from plexus.accounts.service import set_email
 from plexus.authz.permissions import Role
 from plexus.db import unit_of_work
 from plexus.models.identity import Membership, User, Workspace
@@ -17,7 +18,7 @@ from plexus.runtime import Runtime
 PASSWORD = "correct horse battery staple 9"
 
 
-def create_user(  # noqa: PLR0913 - keyword-only knobs
+def create_user(
     runtime: Runtime,
     email: str,
     *,
@@ -39,13 +40,11 @@ def create_user(  # noqa: PLR0913 - keyword-only knobs
             session.flush()
             workspace_id = workspace.id
         user = User(
-            email=email.lower(),
             display_name=display_name or email.split("@", 1)[0],
             password_hash=runtime.passwords.hash(password),
             is_instance_admin=instance_admin,
         )
-        session.add(user)
-        session.flush()
+        set_email(session, runtime, user, email.lower())
         session.add(Membership(workspace_id=workspace_id, user_id=user.id, role=str(role)))
         session.flush()
         return user.id, workspace_id

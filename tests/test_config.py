@@ -33,7 +33,7 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PLEXUS_AUDIT_KEY": STRONG_KEY,
         "PLEXUS_PASSWORD_PEPPER": "pepper-" + STRONG_KEY,
         "PLEXUS_TOKEN_KEY": "token-" + STRONG_KEY,
-        "PLEXUS_MASTER_KEY": "master-" + STRONG_KEY,
+        "PLEXUS_MASTER_KEY": "prodMasterKey" + "Q" * 30 + "=",
         "PLEXUS_TLS_CERT_FILE": str(cert),
         "PLEXUS_TLS_KEY_FILE": str(key),
     }
@@ -160,8 +160,44 @@ def test_env_example_lists_every_setting_with_placeholders_only() -> None:
                 assert any(m in value.lower() for m in PLACEHOLDER_MARKERS), name
     from plexus.config import Settings
 
-    expected = {f"PLEXUS_{field.upper()}" for field in Settings.model_fields}
+    # provider_config is gathered from PLEXUS_PROVIDER_<NAME>_<KEY>, one variable per key.
+    fields = set(Settings.model_fields) - {"provider_config"}
+    expected = {f"PLEXUS_{field.upper()}" for field in fields}
     assert expected <= names, f"missing from .env.example: {sorted(expected - names)}"
+
+
+def test_provider_settings_are_read_per_provider_and_secrets_are_known(tmp_path: Path) -> None:
+    """PLEXUS_PROVIDER_<NAME>_<KEY> (or its _FILE) reaches that provider only; secret keys
+    join the values the log redactor hides."""
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("airtable-secret-from-a-file-0123456789\n")
+    settings = load_settings(
+        environ={
+            "PLEXUS_ENV": "test",
+            "PLEXUS_DATA_DIR": str(tmp_path),
+            "PLEXUS_PROVIDER_AIRTABLE_CLIENT_ID": "airtable-client",
+            "PLEXUS_PROVIDER_AIRTABLE_CLIENT_SECRET_FILE": str(secret_file),
+            "PLEXUS_PROVIDER_IMGUR_CLIENT_ID": "imgur-client",
+        }
+    )
+    assert settings.provider_values("airtable") == {
+        "client_id": "airtable-client",
+        "client_secret": "airtable-secret-from-a-file-0123456789",
+    }
+    assert settings.provider_values("imgur") == {"client_id": "imgur-client"}
+    assert settings.provider_values("mastodon") == {}
+    assert "airtable-secret-from-a-file-0123456789" in settings.secret_values()
+    assert "airtable-client" not in settings.secret_values()
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            environ={
+                "PLEXUS_ENV": "test",
+                "PLEXUS_PROVIDER_IMGUR_CLIENT_SECRET_FILE": str(tmp_path / "missing"),
+            }
+        )
+    assert caught.value.problems == [
+        "PLEXUS_PROVIDER_IMGUR_CLIENT_SECRET_FILE names a file that cannot be read"
+    ]
 
 
 def test_env_example_values_are_refused_in_production(tmp_path: Path) -> None:

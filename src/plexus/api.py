@@ -49,4 +49,14 @@ def build_api_router() -> APIRouter:
     from plexus.security.endpoints import router as security_router
 
     router.include_router(security_router)
+
+    from plexus.connections.endpoints import providers_router
+    from plexus.connections.endpoints import router as connections_router
+
+    router.include_router(connections_router)
+    router.include_router(providers_router)
+
+    from plexus.notifications.endpoints import router as notifications_router
+
+    router.include_router(notifications_router)
     return router

@@ -60,8 +60,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(health_router)
     app.include_router(build_api_router())
     app.include_router(wellknown_router)
+    from plexus.connections.endpoints import client_metadata_router
+
+    app.include_router(client_metadata_router)
     # html=False: a directory is a 404, never a listing.
     app.mount("/static", StaticFiles(directory=STATIC_DIR, html=False), name="static")
+    if not settings.is_production:
+        # The practice platform the sandbox provider publishes to (never in production).
+        from plexus.providers.sandbox import SandboxPlatform
+
+        sandbox = SandboxPlatform(settings.data_dir / "sandbox.db")
+        app.mount("/sandbox", sandbox.app(), name="sandbox")
 
     # add_middleware wraps what is there, so the last one added runs first.
     app.add_middleware(

@@ -28,6 +28,11 @@ MIN_PRODUCTION_BCRYPT_ROUNDS: Final = 10
 #: Fields whose value is a secret: each is a SecretStr, may come from ``PLEXUS_<NAME>_FILE``,
 #: must be at least MIN_SECRET_BYTES long in production, and is generated in development.
 SECRET_FIELDS: Final = ("audit_key", "password_pepper", "token_key", "master_key")
+#: Further secrets that may come from ``PLEXUS_<NAME>_FILE`` but are optional.
+EXTRA_SECRET_FIELDS: Final = ("master_key_previous", "vault_token", "database_url", "redis_url")
+#: Per-provider settings: ``PLEXUS_PROVIDER_<NAME>_<KEY>``; keys ending like these are secrets.
+PROVIDER_PREFIX: Final = "PLEXUS_PROVIDER_"
+PROVIDER_SECRET_SUFFIXES: Final = ("secret", "token", "key", "password")
 
 #: Markers of values that were copied from ``.env.example`` (or are well-known defaults)
 #: rather than chosen for this deployment. A secret containing one is refused in production.
@@ -85,6 +90,17 @@ class Settings(BaseSettings):
     password_pepper: SecretStr | None = None
     token_key: SecretStr | None = None
     master_key: SecretStr | None = None
+    #: Earlier master keys, comma-separated, that still unwrap while ``plexus keys rotate``
+    #: moves their secrets to the current key (see docs/operations.md).
+    master_key_previous: SecretStr | None = None
+    key_provider: Literal["local", "vault-transit"] = "local"
+    vault_addr: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    vault_token: SecretStr | None = None
+    vault_transit_mount: str = Field(
+        default="transit", pattern=r"^[A-Za-z0-9][A-Za-z0-9_/-]{0,127}$"
+    )
+    vault_transit_key: str = Field(default="plexus", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    vault_ca_file: Path | None = None
 
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     signup_open: bool = False
@@ -119,6 +135,14 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     log_level: str = "INFO"
 
+    #: ``PLEXUS_PROVIDER_<NAME>_<KEY>`` values (client ids and secrets, API base URLs),
+    #: keyed ``<name>_<key>`` in lower case; see ``provider_values``.
+    provider_config: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Networks (CIDR) outbound requests to user-given hosts may reach besides public ones.
+    outbound_allow_networks: list[str] = Field(default_factory=list)
+    #: How far ahead of a token's refresh time the periodic job refreshes it.
+    token_refresh_margin_seconds: int = Field(default=900, ge=60, le=86_400)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -133,11 +157,30 @@ class Settings(BaseSettings):
         del settings_cls, env_settings, dotenv_settings, file_secret_settings
         return (init_settings,)
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "outbound_allow_networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         for item in value:
             ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("master_key")
+    @classmethod
+    def _valid_master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from plexus.kit.keyproviders import decode_master_key
+
+        if value is not None:
+            decode_master_key(value.get_secret_value())
+        return value
+
+    @field_validator("master_key_previous")
+    @classmethod
+    def _valid_previous_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and any(
+            len(key.encode()) < MIN_SECRET_BYTES for key in _split_keys(value)
+        ):
+            msg = f"each comma-separated key is at least {MIN_SECRET_BYTES} bytes"
+            raise ValueError(msg)
         return value
 
     @field_validator("rate_limits")
@@ -206,15 +249,42 @@ class Settings(BaseSettings):
             raise ConfigError([msg])
         return value.get_secret_value()
 
+    def provider_values(self, provider: str) -> dict[str, str]:
+        """The operator's settings for one provider, keyed by setting name (``client_id``)."""
+        prefix = f"{provider}_"
+        return {
+            key[len(prefix) :]: value.get_secret_value()
+            for key, value in self.provider_config.items()
+            if key.startswith(prefix)
+        }
+
+    def previous_master_keys(self) -> list[str]:
+        """The entries of ``PLEXUS_MASTER_KEY_PREVIOUS``, in the order given."""
+        return _split_keys(self.master_key_previous)
+
     def secret_values(self) -> list[str]:
         """Every secret value in use, for the log redactor to recognise anywhere."""
         values = [self.secret(n) for n in SECRET_FIELDS if getattr(self, n) is not None]
+        values.extend(self.previous_master_keys())
+        if self.vault_token is not None and self.vault_token.get_secret_value():
+            values.append(self.vault_token.get_secret_value())
+        values.extend(
+            v.get_secret_value()
+            for k, v in self.provider_config.items()
+            if k.endswith(PROVIDER_SECRET_SUFFIXES) and v.get_secret_value()
+        )
         for url in (self.database_url, self.redis_url):
             if url is not None:
                 password = _url_password(url.get_secret_value())
                 if password:
                     values.append(password)
         return values
+
+
+def _split_keys(value: SecretStr | None) -> list[str]:
+    if value is None:
+        return []
+    return [key.strip() for key in value.get_secret_value().split(",") if key.strip()]
 
 
 def _url_password(url: str) -> str | None:
@@ -229,7 +299,7 @@ def _url_password(url: str) -> str | None:
 def _read_secret_files(environ: dict[str, str], problems: list[str]) -> dict[str, str]:
     """Resolve ``PLEXUS_<NAME>_FILE`` variables into values for their secret."""
     resolved: dict[str, str] = {}
-    for name in (*SECRET_FIELDS, "database_url", "redis_url"):
+    for name in (*SECRET_FIELDS, *EXTRA_SECRET_FIELDS):
         file_var = f"{env_name(name)}_FILE"
         path = environ.get(file_var)
         if not path:
@@ -242,6 +312,27 @@ def _read_secret_files(environ: dict[str, str], problems: list[str]) -> dict[str
         except OSError:
             problems.append(f"{file_var} names a file that cannot be read")
     return resolved
+
+
+def _provider_config(environ: dict[str, str], problems: list[str]) -> dict[str, str]:
+    """Gather ``PLEXUS_PROVIDER_<NAME>_<KEY>`` (or ``…_<KEY>_FILE``) into ``name_key`` values."""
+    found: dict[str, str] = {}
+    for var, value in environ.items():
+        if not var.startswith(PROVIDER_PREFIX):
+            continue
+        key = var[len(PROVIDER_PREFIX) :].lower()
+        if key.endswith("_file"):
+            key = key[: -len("_file")]
+            if f"{PROVIDER_PREFIX}{key.upper()}" in environ:
+                problems.append(f"{var[: -len('_FILE')]} and {var} are both set; set only one")
+                continue
+            try:
+                found[key] = Path(value).read_text(encoding="utf-8").strip()
+            except OSError:
+                problems.append(f"{var} names a file that cannot be read")
+            continue
+        found[key] = value
+    return found
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -265,11 +356,12 @@ def _ensure_dev_secrets(data_dir: Path, environ: dict[str, str]) -> dict[str, st
     """Generate each missing secret once into ``dev-secrets.env`` (mode 0600) and reuse it."""
     path = data_dir / DEV_SECRETS_FILE
     stored = _read_env_file(path)
+    changed = _retire_pre_vault_master_key(stored, environ)
     missing = [n for n in SECRET_FIELDS if env_name(n) not in environ and env_name(n) not in stored]
-    if missing:
+    if missing or changed:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for name in missing:
-            stored[env_name(name)] = secrets.token_urlsafe(48)
+            stored[env_name(name)] = _new_secret(name)
         body = "# Generated by Plexus for development only. Never use these in production.\n"
         body += "".join(f"{k}={v}\n" for k, v in sorted(stored.items()))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -278,6 +370,35 @@ def _ensure_dev_secrets(data_dir: Path, environ: dict[str, str]) -> dict[str, st
     if path.exists():
         path.chmod(0o600)
     return stored
+
+
+def _new_secret(name: str) -> str:
+    from plexus.kit.keyproviders import generate_master_key
+
+    return generate_master_key() if name == "master_key" else secrets.token_urlsafe(48)
+
+
+def _retire_pre_vault_master_key(stored: dict[str, str], environ: dict[str, str]) -> bool:
+    """Move a generated master key of the pre-vault form to the previous keys (in place).
+
+    Development secrets made before the vault hold a master key that is not 32 base64
+    bytes; the values it sealed still open through ``PLEXUS_MASTER_KEY_PREVIOUS``, and a
+    new key of the right form is generated in its place. True when ``stored`` changed.
+    """
+    from plexus.kit.keyproviders import decode_master_key
+
+    name, previous = env_name("master_key"), env_name("master_key_previous")
+    old = stored.get(name)
+    if old is None or name in environ:
+        return False
+    try:
+        decode_master_key(old)
+    except ValueError:
+        kept = [k for k in stored.get(previous, "").split(",") if k]
+        stored[previous] = ",".join([*kept, old])
+        del stored[name]
+        return True
+    return False
 
 
 def _is_placeholder(value: str) -> bool:
@@ -290,6 +411,8 @@ def _secret_problems(settings: Settings) -> list[str]:
     for name in SECRET_FIELDS:
         value = getattr(settings, name)
         var = env_name(name)
+        if value is None and name == "master_key" and settings.key_provider != "local":
+            continue  # the key service holds the key-encryption key
         if value is None or not value.get_secret_value():
             problems.append(f"{var} is required in production (or {var}_FILE)")
             continue
@@ -301,11 +424,37 @@ def _secret_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def _key_provider_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    if settings.key_provider == "local" and settings.master_key is None:
+        problems.append("PLEXUS_MASTER_KEY is required with PLEXUS_KEY_PROVIDER=local")
+    if settings.key_provider == "vault-transit":
+        if settings.vault_addr is None:
+            problems.append("PLEXUS_KEY_PROVIDER=vault-transit needs PLEXUS_VAULT_ADDR")
+        if settings.vault_token is None or not settings.vault_token.get_secret_value():
+            problems.append(
+                "PLEXUS_KEY_PROVIDER=vault-transit needs PLEXUS_VAULT_TOKEN "
+                "(or PLEXUS_VAULT_TOKEN_FILE)"
+            )
+        if (
+            settings.is_production
+            and settings.vault_addr is not None
+            and not settings.vault_addr.startswith("https://")
+        ):
+            problems.append("PLEXUS_VAULT_ADDR must be an https:// address in production")
+    if settings.vault_ca_file is not None and not Path(settings.vault_ca_file).is_file():
+        problems.append("PLEXUS_VAULT_CA_FILE names a file that does not exist")
+    return problems
+
+
 def check_settings(settings: Settings) -> list[str]:
     """Return one line per problem that makes these settings unsafe for their environment."""
     if not settings.is_production:
-        return []
+        return _key_provider_problems(settings)
     problems = _secret_problems(settings)
+    problems.extend(
+        p for p in _key_provider_problems(settings) if not p.startswith("PLEXUS_MASTER_KEY is")
+    )
     if settings.database_url is not None and _is_placeholder(
         _url_password(settings.database_url.get_secret_value()) or ""
     ):
@@ -350,9 +499,12 @@ def load_settings(
         values = {**_ensure_dev_secrets(data_dir, values), **values}
     elif environment == Environment.TEST.value:
         for name in SECRET_FIELDS:
-            values.setdefault(env_name(name), secrets.token_urlsafe(48))
+            values.setdefault(env_name(name), _new_secret(name))
+    provider_config = _provider_config(values, problems)
+    values = {k: v for k, v in values.items() if not k.startswith(PROVIDER_PREFIX)}
     init: dict[str, Any] = {k[len(ENV_PREFIX) :].lower(): v for k, v in values.items()}
     init = {k: v for k, v in init.items() if k in Settings.model_fields}
+    init["provider_config"] = provider_config
     init.update(overrides or {})
     try:
         settings = _from_values(init)
@@ -369,7 +521,7 @@ def load_settings(
 
 def _from_values(init: dict[str, Any]) -> Settings:
     # Values arrive as strings from the environment; list settings are comma-separated.
-    for key in ("trusted_proxies", "cors_origins"):
+    for key in ("trusted_proxies", "cors_origins", "outbound_allow_networks"):
         if isinstance(init.get(key), str):
             init[key] = [p.strip() for p in str(init[key]).split(",") if p.strip()]
     # Read from the mapping we built only, never again from the process environment.

@@ -142,6 +142,34 @@ class ServiceUnavailable(PlexusError):
     status, code, title = 503, "service-unavailable", "Service unavailable"
 
 
+class OAuthStateInvalid(BadRequest):
+    """A callback whose ``state`` is missing, unknown, spent, expired, another session's or
+    another provider's: the flow is refused and nothing is connected.
+    """
+
+    code, title = "oauth-state-invalid", "Invalid authorization state"
+
+
+class PlatformRejected(BadRequest):
+    """The platform refused the request (bad credentials given to connect, bad content)."""
+
+    code, title = "platform-rejected", "The platform refused the request"
+
+
+class ConnectionNeedsReauth(Conflict):
+    code, title = "connection-needs-reauth", "The connection must be connected again"
+
+
+class ProviderNotAvailable(Conflict):
+    code, title = "provider-unavailable", "This provider is not available here"
+
+
+class PlatformUnavailable(ServiceUnavailable):
+    """The platform timed out, failed or throttled us; ``Retry-After`` says when to retry."""
+
+    code, title = "platform-unavailable", "The platform is unavailable"
+
+
 class DeadlineExceeded(PlexusError):
     status, code, title = 504, "deadline-exceeded", "Request took too long"
 

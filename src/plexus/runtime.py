@@ -14,16 +14,18 @@ from plexus.auth.keyring import KeyRing
 from plexus.auth.passwords import PasswordHasher
 from plexus.db import build_engine, make_session_factory
 from plexus.kit.logging import register_secrets
-from plexus.kit.secretbox import AesGcmSecretBox, SecretBox
 from plexus.kit.tokens import TokenHasher
 from plexus.security.ipguard import IpGuard
 from plexus.security.ratelimit import RateLimiter
+from plexus.vault.service import build_blind_index, build_vault
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
     from plexus.config import Settings
+    from plexus.kit.blindindex import BlindIndex
+    from plexus.kit.vault import Vault
 
 
 @dataclass(slots=True)
@@ -33,7 +35,10 @@ class Runtime:
     sessions: sessionmaker[Session]
     audit: AuditService
     tokens: TokenHasher
-    secretbox: SecretBox
+    #: The vault (envelope encryption): ``seal``/``open`` like any SecretBox, plus rewrap.
+    secretbox: Vault
+    #: Keyed blind indexes of encrypted values that must be looked up (e-mail addresses).
+    blind_index: BlindIndex
     passwords: PasswordHasher
     keyring: KeyRing
     limiter: RateLimiter
@@ -53,7 +58,7 @@ def init_runtime(settings: Settings) -> Runtime:
 
     register_secrets(settings.secret_values())
     engine = build_engine(settings)
-    secretbox = AesGcmSecretBox(settings.secret("master_key").encode())
+    secretbox = build_vault(settings)
     sessions = make_session_factory(engine)
     audit = AuditService(settings.secret("audit_key").encode())
     limiter = RateLimiter(settings)
@@ -64,6 +69,7 @@ def init_runtime(settings: Settings) -> Runtime:
         audit=audit,
         tokens=TokenHasher(settings.secret("token_key").encode()),
         secretbox=secretbox,
+        blind_index=build_blind_index(settings),
         passwords=PasswordHasher(
             settings.secret("password_pepper").encode(), settings.bcrypt_rounds
         ),

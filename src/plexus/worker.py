@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from plexus.config import Settings
 
 QUEUE_NAME: Final = "plexus"
+#: Every module that declares tasks (a worker imports them all at start).
+TASK_MODULES: Final = ("plexus.audit.tasks", "plexus.connections.tasks")
 P = ParamSpec("P")
 
 log = get_logger("plexus.worker")
@@ -132,7 +134,10 @@ class EmbeddedConsumer(Consumer):  # type: ignore[misc]  # huey ships no type in
 
 def load_tasks() -> None:
     """Import every module that declares tasks, so a worker knows them all."""
-    import plexus.audit.tasks  # noqa: F401 - imported for its task registrations
+    import importlib
+
+    for module in TASK_MODULES:
+        importlib.import_module(module)
 
 
 def daily_at(hour: int, minute: int) -> Callable[[Any], bool]:

@@ -22,6 +22,7 @@ import pytest
 import time_machine
 from sqlalchemy import MetaData, func, select, update
 
+from plexus.accounts.service import email_index
 from plexus.audit.events import AuditEventType
 from plexus.authz.permissions import Role
 from plexus.models.audit import AuditEvent
@@ -482,13 +483,20 @@ def test_wrong_codes_count_toward_the_account_lockout(client, runtime, clock, ma
     # Locked: the password step itself is refused now, with the usual answer.
     assert login(client, EMAIL, PASSWORD).status_code == 401
     with runtime.sessions() as session:
-        user = session.scalars(select(User).where(User.email == EMAIL)).one()
+        user = session.scalars(
+            select(User).where(User.email_index == email_index(runtime, EMAIL))
+        ).one()
         assert user.locked_until is not None
         locked_until = user.locked_until
     clock.move_to(locked_until + timedelta(seconds=1))
     assert access_headers(login_with_code(client, enrolled.totp.now()))
     with runtime.sessions() as session:
-        assert session.scalars(select(User.failed_logins).where(User.email == EMAIL)).one() == 0
+        assert (
+            session.scalars(
+                select(User.failed_logins).where(User.email_index == email_index(runtime, EMAIL))
+            ).one()
+            == 0
+        )
 
 
 def test_parallel_guesses_on_one_challenge_cannot_exceed_its_attempts(

@@ -10,6 +10,8 @@ from plexus.authz.policy import Policy
 NON_API_ROUTES = {
     "/static": "package files (robots.txt, later the UI's own CSS/JS); no data, no listing",
     "/api/v1/openapi.json": "the API description; off in production unless enabled",
+    "/sandbox": "the practice platform outside production: its own accounts and bearer "
+    "tokens, its own SQLite file, never Plexus data",
 }
 
 

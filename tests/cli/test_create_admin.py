@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
+from plexus.accounts.service import email_index
 from plexus.audit.events import AuditEventType
 from plexus.cli.admin import first_run_admin
 from plexus.models.audit import AuditEvent
@@ -38,7 +39,9 @@ def count_users(runtime) -> int:
 
 def stored_user(runtime, email: str) -> User | None:
     with runtime.sessions() as session:
-        user = session.scalars(sql_select(User).where(User.email == email)).one_or_none()
+        user = session.scalars(
+            sql_select(User).where(User.email_index == email_index(runtime, email))
+        ).one_or_none()
         if user is not None:
             session.expunge(user)
         return user

@@ -23,10 +23,13 @@ import pytest
 from plexus.authz.permissions import Role
 
 from auth_helpers import add_member, bearer
+from connection_helpers import (
+    connect_sandbox,
+    sandbox_fixture,  # noqa: F401 - a fixture
+)
 from workspace_helpers import (
     API,
     Person,
-    env_vars_fixture,  # noqa: F401 - a fixture
     invite,
     people_fixture,  # noqa: F401 - a fixture
     problem,
@@ -57,12 +60,25 @@ class World:
             ids = {k: GHOST_ID if k.startswith("b_") else v for k, v in ids.items()}
         return template.format(**ids)
 
+    def fill_body(self, body: dict[str, Any] | None, *, ghost: bool = False) -> Any:
+        """The body with any ``"{placeholder}"`` value replaced by that object's id."""
+        if body is None:
+            return None
+        return {
+            k: int(self.fill(v, ghost=ghost)) if isinstance(v, str) and v.startswith("{") else v
+            for k, v in body.items()
+        }
+
     def as_b(self, method: str, path: str, **kwargs: Any):
         return self.client.request(method, path, headers=self.b.headers, **kwargs)
 
 
 def _b_invitation(world: World) -> int:
     return int(invite(world.client, world.b, "invitee@example.com", Role.EDITOR)["id"])
+
+
+def _b_connection(world: World) -> int:
+    return int(connect_sandbox(world.client, world.b.headers, "B's sandbox")["id"])
 
 
 def _b_api_key(world: World) -> int:
@@ -80,6 +96,7 @@ FACTORIES: dict[str, Callable[[World], int]] = {
     "b_member": lambda w: w.b_member.user_id,
     "b_invitation": _b_invitation,
     "b_api_key": _b_api_key,
+    "b_connection": _b_connection,
 }
 
 
@@ -101,6 +118,7 @@ MEMBER_B = f"{WS_B}/members/{{b_member}}"
 MEMBER_VIA_A = f"{API}/workspaces/{{a_workspace}}/members/{{b_member}}"
 INVITATION_B = f"{API}/invitations/{{b_invitation}}"
 KEY_B = f"{API}/api-keys/{{b_api_key}}"
+CONNECTION_B = f"{API}/connections/{{b_connection}}"
 
 PROBES = [
     Probe("workspace", "GET", WS_B),
@@ -118,6 +136,16 @@ PROBES = [
     Probe("api_key", "GET", KEY_B),
     Probe("api_key", "POST", f"{KEY_B}/rotate", {"grace_minutes": 0}, intact=f"{API}/api-keys"),
     Probe("api_key", "DELETE", KEY_B, intact=KEY_B),
+    Probe("connection", "GET", CONNECTION_B),
+    Probe("connection", "POST", f"{CONNECTION_B}/check", intact=CONNECTION_B),
+    Probe("connection", "DELETE", CONNECTION_B, intact=CONNECTION_B),
+    Probe(
+        "connection",
+        "POST",
+        f"{API}/connections",
+        {"provider": "sandbox", "name": "takeover", "reconnect_id": "{b_connection}"},
+        intact=CONNECTION_B,
+    ),
 ]
 
 
@@ -143,7 +171,21 @@ LISTINGS = [
         lambda b: {m["user_id"] for m in b},
     ),
     Listing("workspace", f"{API}/workspaces", "b_workspace", lambda b: {w["id"] for w in b}),
+    Listing(
+        "connection", f"{API}/connections", "b_connection", lambda b: {c["id"] for c in b["items"]}
+    ),
 ]
+
+
+@pytest.fixture(name="env_vars")
+def env_vars_fixture(env_vars: dict[str, str], sandbox) -> dict[str, str]:
+    """Sign-ins beyond one address's login budget; the sandbox platform for connections."""
+    budget = "1000 per 5 minutes"
+    return {
+        **env_vars,
+        "PLEXUS_RATE_LIMITS": f"login={budget};login_account={budget}",
+        "PLEXUS_PROVIDER_SANDBOX_API_URL": sandbox.api_url,
+    }
 
 
 @pytest.fixture
@@ -164,11 +206,16 @@ def test_a_member_of_a_gets_404_on_every_object_of_b(world, probe):
     if before is not None:
         assert before.status_code == 200, before.text
 
-    response = client.request(probe.method, path, json=probe.body, headers=world.a.headers)
+    response = client.request(
+        probe.method, path, json=world.fill_body(probe.body), headers=world.a.headers
+    )
     body = problem(response, 404)
 
     ghost = client.request(
-        probe.method, world.fill(probe.path, ghost=True), json=probe.body, headers=world.a.headers
+        probe.method,
+        world.fill(probe.path, ghost=True),
+        json=world.fill_body(probe.body, ghost=True),
+        headers=world.a.headers,
     )
     assert without_request_id(body) == without_request_id(problem(ghost, 404))
     if intact is not None:

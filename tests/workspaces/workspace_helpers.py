@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from plexus.accounts.service import email_index
 from plexus.authz.permissions import Role
 from plexus.db import unit_of_work
 from plexus.models.audit import AuditEvent
@@ -111,7 +112,9 @@ def stored_invitation(runtime: Runtime, invitation_id: int) -> Invitation:
 
 def user_by_email(runtime: Runtime, email: str) -> User | None:
     with unit_of_work(runtime.sessions) as session:
-        row = session.scalars(select(User).where(User.email == email)).one_or_none()
+        row = session.scalars(
+            select(User).where(User.email_index == email_index(runtime, email))
+        ).one_or_none()
         if row is not None:
             session.expunge(row)
         return row

@@ -25,8 +25,10 @@ class UserRepository:
     def get(self, user_id: int) -> User | None:
         return self.session.get(User, user_id)
 
-    def by_email(self, email: str) -> User | None:
-        return self.session.scalars(select(User).where(User.email == email)).one_or_none()
+    def by_email_index(self, index: str) -> User | None:
+        """The user whose address has this blind index (see accounts.service.email_index)."""
+        statement = select(User).where(User.email_index == index)
+        return self.session.scalars(statement).one_or_none()
 
     def any_user(self) -> bool:
         return bool(self.session.scalar(select(exists().where(User.id.is_not(None)))))

@@ -1,5 +1,9 @@
 """Creating user accounts: a normalised e-mail, a clean display name, a password that meets
 the policy (R3) and only its hash stored. Never commits.
+
+The address is stored sealed by the vault (associated data ``users:email:<id>``) next to
+its keyed blind index (R9): look-ups and the one-account-per-address rule use the index,
+and only showing the address opens the sealed value (``email_of``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from plexus.auth.password_policy import check_password
 from plexus.errors import Conflict, ValidationFailed
 from plexus.models.base import utcnow
 from plexus.models.identity import User
+from plexus.vault_columns import USER_EMAIL
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -22,6 +27,12 @@ if TYPE_CHECKING:
     from plexus.runtime import Runtime
 
 EMAIL_MAX: Final = 320
+#: The purpose label of e-mail blind indexes (users and invitations share it, so an
+#: invitation finds the account of its address).
+EMAIL_INDEX_PURPOSE: Final = "email"
+#: What a new row's sealed address holds between its INSERT (which gives it the id the
+#: associated data names) and the UPDATE that seals it, inside one transaction.
+_NOT_YET_SEALED: Final = b""
 NAME_MAX: Final = 120
 #: The instance administrator ``plexus serve`` creates on a development machine's first
 #: run. ``.local`` is a special-use name email-validator refuses; this one address is
@@ -63,6 +74,31 @@ def normalize_email(value: str) -> str:
     return checked.normalized.lower()
 
 
+def email_index(runtime: Runtime, address: str) -> str:
+    """The blind index of an address already in its normalised form."""
+    return runtime.blind_index.digest(EMAIL_INDEX_PURPOSE, address)
+
+
+def email_of(runtime: Runtime, user: User) -> str:
+    """The user's e-mail address, opened from its sealed column."""
+    return runtime.secretbox.open(user.email_sealed, USER_EMAIL.context(user.id)).decode("utf-8")
+
+
+def set_email(session: Session, runtime: Runtime, user: User, address: str) -> None:
+    """Store the (normalised) ``address`` on ``user``: its blind index and the sealed value.
+
+    The sealed value names the row's id, so a user not yet inserted is flushed first.
+    Uniqueness is the caller's to check (``create_user`` does).
+    """
+    user.email_index = email_index(runtime, address)
+    if user.id is None:
+        user.email_sealed = _NOT_YET_SEALED
+        session.add(user)
+        session.flush()
+    user.email_sealed = runtime.secretbox.seal(address.encode("utf-8"), USER_EMAIL.context(user.id))
+    session.flush()
+
+
 def clean_name(value: str, *, field: str = "display_name", max_length: int = NAME_MAX) -> str:
     """A human-readable name: trimmed, 1 to ``max_length`` characters, NFC-normalised, with
     no control characters, line breaks or bidirectional overrides.
@@ -100,11 +136,13 @@ def create_user(  # noqa: PLR0913 - an account's parts, all keyword-only
     check_password(password, email=address, display_name=name, settings=runtime.settings)
     password_hash = runtime.passwords.hash(password)
     repo = UserRepository(session)
-    if repo.by_email(address) is not None:
+    index = email_index(runtime, address)
+    if repo.by_email_index(index) is not None:
         raise EmailTaken("An account with this e-mail address already exists.")
     now = utcnow()
     user = User(
-        email=address,
+        email_index=index,
+        email_sealed=_NOT_YET_SEALED,
         display_name=name,
         password_hash=password_hash,
         password_changed_at=now,
@@ -116,6 +154,7 @@ def create_user(  # noqa: PLR0913 - an account's parts, all keyword-only
     )
     if not repo.add(user):
         raise EmailTaken("An account with this e-mail address already exists.")
+    set_email(session, runtime, user, address)
     runtime.audit.record(
         session,
         AuditEventType.USER_ACCOUNT_CREATED,
@@ -130,9 +169,9 @@ def get_user(session: Session, user_id: int) -> User | None:
     return UserRepository(session).get(user_id)
 
 
-def find_user(session: Session, email: str) -> User | None:
+def find_user(session: Session, runtime: Runtime, email: str) -> User | None:
     """The account with this (already normalised) address, if any."""
-    return UserRepository(session).by_email(email)
+    return UserRepository(session).by_email_index(email_index(runtime, email))
 
 
 def any_user_exists(session: Session) -> bool:

@@ -13,6 +13,7 @@ EVENT_NAME_SHAPE: Final = re.compile(r"[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z][a-z
 class AuditEventType(StrEnum):
     SYSTEM_SERVICE_STARTED = "system:service:started"
     SYSTEM_SCHEMA_MIGRATED = "system:schema:migrated"
+    SYSTEM_VAULT_KEY_ROTATED = "system:vault_key:rotated"
     AUDIT_CHAIN_VERIFIED = "audit:chain:verified"
     AUDIT_CHAIN_BROKEN = "audit:chain:broken"
     # Identity and access
@@ -55,6 +56,16 @@ class AuditEventType(StrEnum):
     SECURITY_IP_ALLOWED = "security:ip:allowed"
     SECURITY_IP_ALLOW_REMOVED = "security:ip:allow_removed"
     SECURITY_RATE_LIMIT_EXCEEDED = "security:rate_limit:exceeded"
+    # Platform connections
+    CONNECTION_CONNECTION_CREATED = "connection:connection:created"
+    CONNECTION_CONNECTION_RECONNECTED = "connection:connection:reconnected"
+    CONNECTION_CONNECTION_DISCONNECTED = "connection:connection:disconnected"
+    CONNECTION_CONNECTION_CHECKED = "connection:connection:checked"
+    CONNECTION_TOKEN_REFRESHED = "connection:token:refreshed"  # noqa: S105 - an event name
+    CONNECTION_TOKEN_REVOKED = "connection:token:revoked"  # noqa: S105 - an event name
+    CONNECTION_CONNECTION_NEEDS_REAUTH = "connection:connection:needs_reauth"
+    CONNECTION_OAUTH_STARTED = "connection:oauth:started"
+    CONNECTION_OAUTH_REFUSED = "connection:oauth:refused"
 
 
 class AuditResult(StrEnum):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from plexus.accounts.service import email_index, email_of
 from plexus.audit.events import Actor, AuditEventType, AuditResult, Target
 from plexus.auth import mfa, webauthn
 from plexus.auth.repository import AuthRepository
@@ -235,7 +236,7 @@ def change_password(  # noqa: PLR0913 - keyword-only parts of the request
     check_password(session, runtime, user, current_password, client)
     check_policy(
         new_password,
-        email=user.email,
+        email=email_of(runtime, user),
         display_name=user.display_name,
         settings=runtime.settings,
         field="new_password",
@@ -273,15 +274,17 @@ def change_password(  # noqa: PLR0913 - keyword-only parts of the request
 @dataclass(frozen=True, slots=True)
 class AccountView:
     user: User
+    #: The address, opened from its sealed column.
+    email: str
     memberships: list[tuple[int, str, str]]
     mfa_enabled: bool
 
 
-def account_view(session: Session, principal: Principal) -> AccountView:
+def account_view(session: Session, runtime: Runtime, principal: Principal) -> AccountView:
     user = _user_of(session, principal)
     rows = AuthRepository(session).memberships(user.id)
     memberships = [(m.workspace_id, w.name, m.role) for m, w in rows]
-    return AccountView(user, memberships, mfa.user_has_mfa(user))
+    return AccountView(user, email_of(runtime, user), memberships, mfa.user_has_mfa(user))
 
 
 def own_sessions(session: Session, principal: Principal) -> list[AuthSession]:
@@ -291,7 +294,8 @@ def own_sessions(session: Session, principal: Principal) -> list[AuthSession]:
 def unlock_account(session: Session, runtime: Runtime, email: str, actor: Actor) -> bool:
     """Lift a lockout at once (R4: admin unlock). False when no such account exists."""
     normalised = normalise_email(email)
-    user = AuthRepository(session).user_by_email(normalised) if normalised else None
+    repo = AuthRepository(session)
+    user = repo.user_by_email_index(email_index(runtime, normalised)) if normalised else None
     if user is None:
         return False
     user.failed_logins = 0

@@ -196,12 +196,13 @@ def csrf(principal: Own, request: Request, rt: RuntimeDep) -> CsrfResponse:
 def me(
     principal: Annotated[Principal, Depends(Authenticated(allow_api_keys=True, mfa_exempt=True))],
     session: SessionDep,
+    rt: RuntimeDep,
 ) -> MeResponse:
     """Who the caller is, in which workspace, with which permissions."""
-    view = account.account_view(session, principal)
+    view = account.account_view(session, rt, principal)
     return MeResponse(
         id=view.user.id,
-        email=view.user.email,
+        email=view.email,
         display_name=view.user.display_name,
         mfa_enabled=view.mfa_enabled,
         workspace_id=principal.workspace_id,

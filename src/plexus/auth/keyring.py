@@ -24,6 +24,7 @@ from plexus.auth.repository import AuthRepository
 from plexus.kit.tokens import random_base62
 from plexus.models.base import utcnow
 from plexus.models.identity import SigningKey
+from plexus.vault_columns import SIGNING_KEY
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -42,7 +43,7 @@ def _b64url(data: bytes) -> str:
 
 
 def _context(kid: str) -> str:
-    return f"signing_keys:{kid}:private_key"
+    return SIGNING_KEY.context(kid)
 
 
 @dataclass(slots=True)

@@ -26,12 +26,14 @@ import pyotp
 import segno
 from sqlalchemy.orm import object_session
 
+from plexus.accounts.service import email_of
 from plexus.audit.events import Actor, AuditEventType, AuditResult, Target
 from plexus.auth.repository import AuthRepository
 from plexus.errors import BadRequest, Conflict, Unauthorized
 from plexus.models.identity import RecoveryCode, User
 from plexus.security.events import SecurityEventKind, Severity
 from plexus.security.service import raise_security_event
+from plexus.vault_columns import TOTP_SECRET
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -117,7 +119,7 @@ def user_has_mfa(user: User) -> bool:
 
 
 def _secret_context(user_id: int) -> str:
-    return f"users:{user_id}:totp_secret"
+    return TOTP_SECRET.context(user_id)
 
 
 def _current_step() -> int:
@@ -317,7 +319,7 @@ def begin_totp_enrolment(session: Session, runtime: Runtime, principal: Principa
     # The old secret's steps mean nothing for the new one.
     user.totp_last_step = None
     session.flush()
-    uri = _totp(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
+    uri = _totp(secret).provisioning_uri(name=email_of(runtime, user), issuer_name=ISSUER)
     return TotpEnrolment(secret=secret, otpauth_uri=uri, qr_svg=_qr_svg(uri))
 
 

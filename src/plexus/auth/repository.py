@@ -39,8 +39,9 @@ class AuthRepository:
     def user(self, user_id: int) -> User | None:
         return self.session.get(User, user_id)
 
-    def user_by_email(self, email: str) -> User | None:
-        return self.session.scalars(select(User).where(User.email == email)).one_or_none()
+    def user_by_email_index(self, index: str) -> User | None:
+        """The user whose address has this blind index (accounts.service.email_index)."""
+        return self.session.scalars(select(User).where(User.email_index == index)).one_or_none()
 
     def membership(self, user_id: int, workspace_id: int) -> tuple[Membership, Workspace] | None:
         row = self.session.execute(

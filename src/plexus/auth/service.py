@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from plexus.accounts.service import normalize_email
+from plexus.accounts.service import email_index, normalize_email
 from plexus.audit.events import Actor, AuditEventType, AuditResult, Target
 from plexus.auth import mfa
 from plexus.auth.repository import AuthRepository
@@ -206,7 +206,7 @@ def login(  # noqa: PLR0913 - the fields of a login form
     """Check the password; then either sign in or ask for the second factor."""
     normalised = normalise_email(email)
     repo = AuthRepository(session)
-    user = repo.user_by_email(normalised) if normalised else None
+    user = repo.user_by_email_index(email_index(runtime, normalised)) if normalised else None
     if normalised:
         account = runtime.tokens.digest("rate-limit", normalised)
         runtime.limiter.check({}, "login_account", f"account:{account}")

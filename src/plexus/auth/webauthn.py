@@ -46,6 +46,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from plexus.accounts.service import email_of
 from plexus.audit.events import AuditEventType, Target
 from plexus.auth import service
 from plexus.auth.mfa import user_has_mfa
@@ -189,7 +190,7 @@ def registration_options(
     options = generate_registration_options(
         rp_id=rp.id,
         rp_name=RP_NAME,
-        user_name=user.email,
+        user_name=email_of(runtime, user),
         user_id=_user_handle(runtime, user.id),
         user_display_name=user.display_name,
         challenge=_new_challenge(session, user.id, REGISTER),

@@ -18,7 +18,13 @@ from typing import Annotated, Final
 import typer
 
 from plexus import schema
-from plexus.accounts.service import DEV_ADMIN_EMAIL, EmailTaken, any_user_exists, create_user
+from plexus.accounts.service import (
+    DEV_ADMIN_EMAIL,
+    EmailTaken,
+    any_user_exists,
+    create_user,
+    email_of,
+)
 from plexus.audit.events import Actor
 from plexus.cli.common import fail, runtime_or_exit
 from plexus.config import Environment
@@ -125,7 +131,7 @@ def create_admin(
         _report(error)
         raise typer.Exit(1) from None
     typer.echo(
-        f"created instance administrator {user.email} (user {user.id}), "
+        f"created instance administrator {email_of(rt, user)} (user {user.id}), "
         f"owner of workspace {created.name!r} (id {created.id})"
     )
 

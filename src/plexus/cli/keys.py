@@ -1,14 +1,20 @@
-"""``plexus keys``: rotating the instance's own keys."""
+"""``plexus keys``: rotating the instance's own keys, and the vault's status."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from plexus import schema
 from plexus.audit.events import Actor, AuditEventType, Target
-from plexus.cli.common import runtime_or_exit
+from plexus.cli.common import fail, runtime_or_exit
 from plexus.db import unit_of_work
+from plexus.kit.keyproviders import generate_master_key
+from plexus.runtime import Runtime
+from plexus.vault import service as vault
 
-app = typer.Typer(help="The instance's signing keys.", no_args_is_help=True)
+app = typer.Typer(help="The instance's signing keys and the vault's keys.", no_args_is_help=True)
 
 
 @app.command("rotate-jwt")
@@ -28,3 +34,119 @@ def rotate_jwt() -> None:
             target=Target("signing_key", kid),
         )
     typer.echo(f"new signing key {kid} is active; the previous key now only verifies")
+
+
+@app.command("generate-master")
+def generate_master() -> None:
+    """Print a new master key (32 random bytes, base64) for PLEXUS_MASTER_KEY.
+
+    Nothing is stored: put it in your secret store. To rotate, make the old key
+    PLEXUS_MASTER_KEY_PREVIOUS, this one PLEXUS_MASTER_KEY, restart, run `plexus keys rotate`.
+    """
+    typer.echo(generate_master_key())
+
+
+def _current_schema(rt: Runtime) -> None:
+    if not schema.is_current(rt.engine):
+        raise fail("the database schema is not at the latest migration: run `plexus migrate`")
+
+
+@app.command("rotate")
+def rotate(
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Rows re-wrapped per transaction.")
+    ] = vault.DEFAULT_BATCH,
+    new_key: Annotated[  # noqa: FBT002 - Typer makes it --new-key/--no-new-key
+        bool,
+        typer.Option(
+            help="With PLEXUS_KEY_PROVIDER=vault-transit: first make a new transit key "
+            "version (--no-new-key only re-wraps, e.g. to finish an interrupted run)."
+        ),
+    ] = True,
+) -> None:
+    """Re-wrap every sealed secret's data key under the current key, while Plexus runs.
+
+    Secrets themselves are not decrypted (values sealed before the vault are sealed anew).
+    Each batch is its own transaction and each row is written only if it still holds what
+    was read, so secrets written meanwhile are never overwritten; running it again is safe.
+    Exit code 0 when every value is under the current key, 1 when some could not be read.
+    """
+    rt = runtime_or_exit()
+    _current_schema(rt)
+    if new_key:
+        try:
+            made = vault.rotate_key_service(rt.secretbox)
+        except vault.KeyServiceError as exc:
+            raise fail(str(exc)) from None
+        if made is not None:
+            typer.echo(f"the key service made a new key version: {made}")
+    current = rt.secretbox.current_key_id()
+    with unit_of_work(rt.sessions) as session:
+        columns = vault.present_columns(session)
+        total = vault.sealed_count(session)
+    typer.echo(f"re-wrapping {total} sealed value(s) under {current}")
+    rewrapped = changed = 0
+    failed: list[str] = []
+    with typer.progressbar(length=total, label="re-wrapping", file=None) as progress:
+        for sealed in columns:
+            after: object | None = None
+            while True:
+                with unit_of_work(rt.sessions) as session:
+                    result = vault.rotate_batch(
+                        session,
+                        rt.secretbox,
+                        sealed,
+                        after=after,
+                        limit=batch_size,
+                        current=current,
+                    )
+                progress.update(result.examined)
+                rewrapped += result.rewrapped
+                changed += result.changed_meanwhile
+                failed.extend(result.failed)
+                if result.done:
+                    break
+                after = result.last
+    with unit_of_work(rt.sessions) as session:
+        rt.audit.record(
+            session,
+            AuditEventType.SYSTEM_VAULT_KEY_ROTATED,
+            Actor.system("cli"),
+            target=Target("vault_key", current),
+            context={"rewrapped": rewrapped, "changed_meanwhile": changed, "failed": len(failed)},
+        )
+    typer.echo(
+        f"re-wrapped {rewrapped} value(s) under {current}; "
+        f"{changed} changed meanwhile (already under the current key)"
+    )
+    if failed:
+        for line in failed:
+            typer.echo(f"plexus: could not re-wrap {line}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status() -> None:
+    """Which key wraps how many sealed secrets, and how many legacy values remain."""
+    rt = runtime_or_exit()
+    _current_schema(rt)
+    with unit_of_work(rt.sessions) as session:
+        report = vault.vault_status(session, rt.secretbox)
+    typer.echo(f"current key: {report.current_key}")
+    typer.echo("keys configured:")
+    for line in report.keys:
+        typer.echo(f"  {line}")
+    typer.echo("sealed values by column:")
+    for column in report.columns:
+        parts = [f"{key}={count}" for key, count in sorted(column.by_key.items())]
+        if column.unreadable:
+            parts.append(f"unreadable={column.unreadable}")
+        typer.echo(f"  {column.name}: {column.total} ({', '.join(parts) or 'none'})")
+    typer.echo("sealed values by key:")
+    for key, count in sorted(report.by_key.items()):
+        marker = " (current)" if key == report.current_key else ""
+        typer.echo(f"  {key}{marker}: {count}")
+    typer.echo(f"legacy values remaining: {report.legacy}")
+    typer.echo(f"not under the current key: {report.not_current}")
+    if report.not_current:
+        typer.echo("run `plexus keys rotate` to move them to the current key")

@@ -17,12 +17,13 @@ from plexus import schema
 from plexus.app import create_app
 from plexus.audit.events import Actor, AuditEventType
 from plexus.cli.admin import first_run_admin
-from plexus.cli.common import fail, runtime_or_exit
+from plexus.cli.common import fail, runtime_or_exit, vault_or_exit
 from plexus.config import Environment
 from plexus.db import unit_of_work
 from plexus.kit.logging import get_logger
 from plexus.redirect import HTTPSRedirectApp
 from plexus.runtime import Runtime
+from plexus.vault.service import MasterKeyMismatch
 from plexus.worker import EmbeddedConsumer, huey, load_tasks
 
 #: Modern AEAD suites with forward secrecy for TLS 1.2 (TLS 1.3 suites are always AEAD).
@@ -99,7 +100,10 @@ class _FollowerServer(uvicorn.Server):
 
 def _prepare_database(rt: Runtime) -> None:
     if rt.settings.env is Environment.DEVELOPMENT:
-        schema.upgrade(rt.engine)
+        try:
+            schema.upgrade(rt.engine)
+        except MasterKeyMismatch as exc:
+            raise fail(f"configuration error: {exc}", code=2) from None
     elif not schema.is_current(rt.engine):
         raise fail("the database schema is not at the latest migration: run `plexus migrate`")
     with unit_of_work(rt.sessions) as session:
@@ -157,11 +161,12 @@ def serve(
     """Run the Plexus web app (in development also its worker, so one command runs all)."""
     given = {"host": host, "port": port, "tls_cert_file": tls_cert, "tls_key_file": tls_key}
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    rt = runtime_or_exit(overrides)
+    rt = runtime_or_exit(overrides, check_vault=False)
     settings = rt.settings
     if redirect_http is not None and not settings.tls_enabled:
         raise fail("--redirect-http needs --tls-cert and --tls-key", code=2)
     _prepare_database(rt)
+    vault_or_exit(rt)
     first_run_admin(rt)
     app = create_app(settings, rt)
     main = uvicorn.Server(_uvicorn_config(app, settings.host, settings.port, rt))

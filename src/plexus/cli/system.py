@@ -8,16 +8,25 @@ import typer
 
 from plexus import __version__, schema
 from plexus.audit.events import Actor, AuditEventType
-from plexus.cli.common import runtime_or_exit
+from plexus.cli.common import fail, runtime_or_exit, vault_or_exit
 from plexus.db import unit_of_work
+from plexus.vault.service import MasterKeyMismatch
 
 
 def migrate() -> None:
-    """Bring the database schema up to the latest migration."""
+    """Bring the database schema up to the latest migration.
+
+    Converting existing rows (sealing e-mail addresses) uses the configured keys; a key
+    that does not open the secrets already stored stops the migration (exit 2).
+    """
     rt = runtime_or_exit()
     before = schema.current_revision(rt.engine)
-    schema.upgrade(rt.engine)
+    try:
+        schema.upgrade(rt.engine)
+    except MasterKeyMismatch as exc:
+        raise fail(f"configuration error: {exc}", code=2) from None
     after = schema.current_revision(rt.engine)
+    vault_or_exit(rt)
     if before != after:
         with unit_of_work(rt.sessions) as session:
             rt.audit.record(

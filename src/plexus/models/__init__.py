@@ -2,6 +2,7 @@
 
 from plexus.models.audit import AuditChainHead, AuditEvent
 from plexus.models.base import Base
+from plexus.models.connections import Connection, Notification, OAuthClientRegistration, OAuthFlow
 from plexus.models.identity import (
     ApiKey,
     AuthSession,
@@ -24,10 +25,14 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "Connection",
     "Invitation",
     "IpRule",
     "LoginChallenge",
     "Membership",
+    "Notification",
+    "OAuthClientRegistration",
+    "OAuthFlow",
     "RecoveryCode",
     "RefreshToken",
     "SecurityEvent",

@@ -1,5 +1,5 @@
 """Identity and access: users, workspaces, memberships, invitations, sessions and tokens,
-API keys, JWT signing keys, IP rules and security events.
+API keys, JWT signing keys, the vault canary, IP rules and security events.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    #: Normalised (domain lower-cased) address; unique across the instance.
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    #: The normalised address, sealed by the vault (context ``users:email:<id>``).
+    email_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Keyed blind index of the normalised address (``plexus.kit.blindindex``): what
+    #: look-ups match and what keeps an address to one account.
+    email_index: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(120))
     #: bcrypt over HMAC-SHA256(pepper, password); None for an account without a password.
     password_hash: Mapped[str | None] = mapped_column(String(100))
@@ -80,7 +83,10 @@ class Invitation(Base):
     workspace_id: Mapped[int] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
     )
-    email: Mapped[str] = mapped_column(String(320))
+    #: The invited (normalised) address, sealed (context ``invitations:email:<id>``).
+    email_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Keyed blind index of the address, for "already invited?" look-ups.
+    email_index: Mapped[str] = mapped_column(String(64), index=True)
     role: Mapped[str] = mapped_column(String(16))
     #: HMAC of the token; the token itself is shown once to the inviter.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -209,6 +215,20 @@ class SigningKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: When it stopped signing; it still verifies until every token it signed has expired.
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class VaultCanary(Base):
+    """A known value sealed at first start: if it does not open, the master key is wrong.
+
+    One row (id 1). Starting with a replaced or mistyped master key would otherwise only
+    show up later, as secrets failing to open one by one.
+    """
+
+    __tablename__ = "vault_canary"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class IpRule(Base):

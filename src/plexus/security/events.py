@@ -19,6 +19,11 @@ class SecurityEventKind(StrEnum):
     MFA_DISABLED = "mfa_disabled"
     #: A WebAuthn authenticator reported a lower signature counter: it may have been cloned.
     WEBAUTHN_SIGN_COUNT_REGRESSED = "webauthn_sign_count_regressed"
+    #: An OAuth callback with a missing, forged, replayed, expired, foreign or
+    #: cross-provider ``state`` (CSRF or mix-up attempt, or a stale browser tab).
+    OAUTH_STATE_INVALID = "oauth_state_invalid"
+    #: A platform refused a connection's refresh token: it needs reconnecting.
+    CONNECTION_REAUTH_REQUIRED = "connection_reauth_required"
 
 
 class Severity(StrEnum):

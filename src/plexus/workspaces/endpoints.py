@@ -9,11 +9,13 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, status
 
+from plexus.accounts.service import email_of
 from plexus.auth.principal import Principal
 from plexus.authz.permissions import Permission, Role
 from plexus.authz.policy import Allow, Authenticated, Public
 from plexus.deps import RuntimeDep, SessionDep
 from plexus.models.identity import Invitation, Workspace
+from plexus.runtime import Runtime
 from plexus.workspaces import invitations, service
 from plexus.workspaces.schemas import (
     InvitationAccept,
@@ -48,20 +50,20 @@ def _workspace(row: Workspace) -> WorkspaceRead:
     return WorkspaceRead.model_validate(row, from_attributes=True)
 
 
-def _member(member: service.Member) -> MemberRead:
+def _member(member: service.Member, runtime: Runtime) -> MemberRead:
     return MemberRead(
         user_id=member.user.id,
-        email=member.user.email,
+        email=email_of(runtime, member.user),
         display_name=member.user.display_name,
         role=Role(member.membership.role),
         joined_at=member.membership.created_at,
     )
 
 
-def _invitation(row: Invitation) -> InvitationRead:
+def _invitation(row: Invitation, runtime: Runtime) -> InvitationRead:
     return InvitationRead(
         id=row.id,
-        email=row.email,
+        email=invitations.invitation_email(runtime, row),
         role=Role(row.role),
         invited_by=row.invited_by,
         created_at=row.created_at,
@@ -119,9 +121,11 @@ def update_workspace(
 def list_members(
     workspace_id: WorkspaceId,
     session: SessionDep,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Allow(Permission.MEMBER_READ))],
 ) -> list[MemberRead]:
-    return [_member(m) for m in service.list_members(session, principal, workspace_id)]
+    members = service.list_members(session, principal, workspace_id)
+    return [_member(m, runtime) for m in members]
 
 
 @router.get("/workspaces/{workspace_id}/members/{user_id}")
@@ -129,9 +133,10 @@ def read_member(
     workspace_id: WorkspaceId,
     user_id: UserId,
     session: SessionDep,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Allow(Permission.MEMBER_READ))],
 ) -> MemberRead:
-    return _member(service.get_member(session, principal, workspace_id, user_id))
+    return _member(service.get_member(session, principal, workspace_id, user_id), runtime)
 
 
 @router.patch("/workspaces/{workspace_id}/members/{user_id}")
@@ -145,7 +150,7 @@ def change_member_role(
 ) -> MemberRead:
     """Change a member's role; their current access tokens stop working at once."""
     member = service.change_role(session, runtime, principal, workspace_id, user_id, body.role)
-    return _member(member)
+    return _member(member, runtime)
 
 
 @router.delete("/workspaces/{workspace_id}/members/{user_id}", status_code=204)
@@ -179,16 +184,18 @@ def create_invitation(
         role=body.role,
         ttl=timedelta(days=body.expires_in_days),
     )
-    return InvitationCreated(**_invitation(row).model_dump(), token=token)
+    return InvitationCreated(**_invitation(row, runtime).model_dump(), token=token)
 
 
 @router.get("/invitations")
 def list_invitations(
     session: SessionDep,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Allow(Permission.MEMBER_INVITE))],
 ) -> list[InvitationRead]:
     """The caller's workspace's invitations that are still pending."""
-    return [_invitation(row) for row in invitations.pending_invitations(session, principal)]
+    pending = invitations.pending_invitations(session, principal)
+    return [_invitation(row, runtime) for row in pending]
 
 
 @router.delete("/invitations/{invitation_id}", status_code=204)

@@ -5,6 +5,10 @@ its HMAC (``runtime.tokens.digest("invitation", token)``). Accepting it is one c
 UPDATE (still pending at this instant → accepted), so of any number of parallel
 acceptances exactly one succeeds. An unknown, expired, used or revoked token gets one and
 the same answer. Never commits.
+
+The invited address is stored sealed (associated data ``invitations:email:<id>``) with its
+blind index, the same one accounts use, so "already a member?" and "already invited?" are
+answered without decrypting anything.
 """
 
 from __future__ import annotations
@@ -13,13 +17,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from plexus.accounts.service import create_user, find_user, get_user, normalize_email
+from plexus.accounts.service import (
+    create_user,
+    email_index,
+    find_user,
+    get_user,
+    normalize_email,
+)
 from plexus.audit.events import Actor, AuditEventType, AuditResult, Target
 from plexus.authz.permissions import Role
 from plexus.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from plexus.kit.tokens import random_token
 from plexus.models.base import utcnow
 from plexus.models.identity import Invitation, Membership
+from plexus.vault_columns import INVITATION_EMAIL
 from plexus.workspaces.repository import DirectoryRepository, WorkspaceRepository
 from plexus.workspaces.service import check_role_change
 
@@ -48,6 +59,8 @@ class AccountExists(Conflict):
     code, title = "account-exists", "Sign in to accept"
 
 
+#: A new invitation's sealed address before its INSERT gives it the id the seal names.
+_NOT_YET_SEALED: Final = b""
 _INVALID: Final = "This invitation is not valid: it may have expired, been used or been revoked."
 
 
@@ -56,6 +69,12 @@ class Accepted:
     workspace_id: int
     user_id: int
     role: Role
+
+
+def invitation_email(runtime: Runtime, invitation: Invitation) -> str:
+    """The invited address, opened from its sealed column."""
+    context = INVITATION_EMAIL.context(invitation.id)
+    return runtime.secretbox.open(invitation.email_sealed, context).decode("utf-8")
 
 
 def create_invitation(  # noqa: PLR0913 - who, and the invitation's parts
@@ -75,15 +94,17 @@ def create_invitation(  # noqa: PLR0913 - who, and the invitation's parts
     if not timedelta(hours=1) <= ttl <= MAX_TTL:
         raise ValidationFailed("An invitation lasts between one hour and 30 days.")
     address = normalize_email(email)
+    index = email_index(runtime, address)
     repo = WorkspaceRepository(session, principal.workspace_id)
     now = utcnow()
-    if repo.is_member_email(address):
+    if repo.is_member_email(index):
         raise Conflict("This address already belongs to a member of this workspace.")
-    if repo.pending_invitation_for(address, now) is not None:
+    if repo.pending_invitation_for(index, now) is not None:
         raise Conflict("This address already has a pending invitation; revoke it first.")
     token = random_token(TOKEN_BYTES)
     invitation = Invitation(
-        email=address,
+        email_index=index,
+        email_sealed=_NOT_YET_SEALED,
         role=role.value,
         token_hash=runtime.tokens.digest(INVITATION_PURPOSE, token),
         invited_by=principal.user_id,
@@ -91,6 +112,10 @@ def create_invitation(  # noqa: PLR0913 - who, and the invitation's parts
         expires_at=now + ttl,
     )
     repo.add_invitation(invitation)
+    invitation.email_sealed = runtime.secretbox.seal(
+        address.encode("utf-8"), INVITATION_EMAIL.context(invitation.id)
+    )
+    session.flush()
     runtime.audit.record(
         session,
         AuditEventType.INVITATION_INVITATION_CREATED,
@@ -200,13 +225,14 @@ def accept_as_new_user(
     # Claimed first: a parallel acceptance that committed meanwhile must make this one an
     # invalid invitation, not an "account exists". A refusal below undoes the claim.
     _claim(session, runtime, invitation, Actor.anonymous())
-    if find_user(session, invitation.email) is not None:
+    address = invitation_email(runtime, invitation)
+    if find_user(session, runtime, address) is not None:
         raise AccountExists(
             "An account with the invited address exists: sign in as it and accept the "
             "invitation at /api/v1/invitations/accept-existing."
         )
     user = create_user(
-        session, runtime, email=invitation.email, display_name=display_name, password=password
+        session, runtime, email=address, display_name=display_name, password=password
     )
     return _join(session, runtime, invitation, user.id, Actor("user", str(user.id)))
 
@@ -221,7 +247,7 @@ def accept_as_existing_user(
     actor = principal.actor
     invitation = _usable(session, runtime, token, actor)
     user = get_user(session, principal.user_id)
-    if user is None or user.email != invitation.email:
+    if user is None or user.email_index != invitation.email_index:
         raise _refuse(session, runtime, invitation, actor, "other_account")
     _claim(session, runtime, invitation, actor)
     if DirectoryRepository(session).is_member(user.id, invitation.workspace_id):

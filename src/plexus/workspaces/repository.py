@@ -68,11 +68,12 @@ class WorkspaceRepository:
         ).one_or_none()
         return (row[0], row[1]) if row is not None else None
 
-    def is_member_email(self, email: str) -> bool:
+    def is_member_email(self, email_index: str) -> bool:
+        """Whether the address with this blind index belongs to a member."""
         found = self.session.scalar(
             select(Membership.id)
             .join(User, User.id == Membership.user_id)
-            .where(Membership.workspace_id == self.workspace_id, User.email == email)
+            .where(Membership.workspace_id == self.workspace_id, User.email_index == email_index)
         )
         return found is not None
 
@@ -119,9 +120,12 @@ class WorkspaceRepository:
         )
         return self.session.scalars(statement).all()
 
-    def pending_invitation_for(self, email: str, now: datetime) -> Invitation | None:
+    def pending_invitation_for(self, email_index: str, now: datetime) -> Invitation | None:
+        """A pending invitation to the address with this blind index."""
         statement = select(Invitation).where(
-            Invitation.workspace_id == self.workspace_id, Invitation.email == email, *_pending(now)
+            Invitation.workspace_id == self.workspace_id,
+            Invitation.email_index == email_index,
+            *_pending(now),
         )
         return self.session.scalars(statement).first()
 

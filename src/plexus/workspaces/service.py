@@ -302,7 +302,7 @@ def sign_up(  # noqa: PLR0913 - the fields of the sign-up form
             session, runtime, email=email, display_name=display_name, password=password
         )
     except EmailTaken:
-        existing = find_user(session, normalize_email(email))
+        existing = find_user(session, runtime, normalize_email(email))
         runtime.audit.record(
             session,
             AuditEventType.USER_ACCOUNT_CREATED,

@@ -1,0 +1,1 @@
+"""Platform connections: connecting accounts, keeping their tokens fresh, calling providers."""

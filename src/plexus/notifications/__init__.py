@@ -1,0 +1,1 @@
+"""In-app notifications: what a member must see and act on (a connection to reconnect)."""

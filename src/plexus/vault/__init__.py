@@ -1,0 +1,1 @@
+"""The instance's vault: built from the settings, checked at startup, rotated on demand."""
