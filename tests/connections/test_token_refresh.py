@@ -230,3 +230,66 @@ def _logs(folder: Path) -> str:
     return "\n".join(
         p.read_text(errors="replace")[-3000:] for p in sorted(folder.glob("worker-*.log"))
     )
+
+
+#: One publishing process: 25 threads publish at once through the connection service.
+_PUBLISHER = """
+import sys, threading
+from plexus.config import load_settings
+from plexus.connections import calls
+from plexus.providers.base import Post
+from plexus.runtime import init_runtime
+
+connection_id, tag, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+rt = init_runtime(load_settings())
+barrier = threading.Barrier(count)
+failures = []
+
+def publish(n):
+    barrier.wait()
+    try:
+        calls.with_connection(
+            rt, connection_id, lambda p, link: p.publish(link, Post(text=f"{tag} {n}"))
+        )
+    except Exception as exc:
+        failures.append(repr(exc))
+
+threads = [threading.Thread(target=publish, args=(n,)) for n in range(count)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("failures:", failures)
+sys.exit(1 if failures else 0)
+"""
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_fifty_publishes_from_two_processes_sharing_redis_refresh_once(
+    sandbox_env, redis_url, sandbox, sandbox_client, sandbox_runtime
+):
+    """Two processes (25 concurrent publishes each) with an expired token: exactly one
+    refresh reaches the platform, and all 50 posts are published with the new token."""
+    owner = sign_in(sandbox_runtime, sandbox_client, "owner@example.com")
+    connection_id = int(connect_sandbox(sandbox_client, owner.headers)["id"])
+    environ = {**sandbox_env, "PLEXUS_REDIS_URL": redis_url}
+    expire_stored_token(sandbox_runtime, connection_id)
+    sandbox.platform.expire_access_tokens()
+    before = stored_connection(sandbox_runtime, connection_id).credentials_version
+    processes = [
+        subprocess.Popen(
+            [*PLEXUS_CMD[:1], "-c", _PUBLISHER, str(connection_id), f"p{n}", "25"],
+            env=subprocess_env(environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for n in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode(errors="replace") for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert sandbox.platform.count("/api/oauth/token") == 1, outputs
+    texts = sorted(sandbox.platform.texts())
+    assert texts == sorted(f"p{n} {i}" for n in range(2) for i in range(25))
+    assert stored_connection(sandbox_runtime, connection_id).credentials_version == before + 1
+    assert _refreshes(sandbox_runtime) == 1
