@@ -17,7 +17,7 @@ from tls_helpers import make_self_signed
 if TYPE_CHECKING:
     from pathlib import Path
 
-SUBJECTS = ("settings", "database", "queue", "redis", "tls")
+SUBJECTS = ("settings", "database", "vault", "queue", "redis", "tls")
 
 
 def run_doctor(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -54,9 +54,10 @@ def test_doctor_reports_every_check_and_passes_on_test_settings(
     assert "schema up to date" in lines["database"][1]
     assert lines["queue"][0] == "ok"
     assert lines["redis"] == ("ok", "not configured (single-machine mode)")
+    assert lines["vault"][0] == "ok"
     # Outside production plain HTTP is a warning, not a failure.
     assert lines["tls"][0] == "WARN"
-    assert re.search(r"^5 checks: 0 failed, 1 warnings$", result.stdout, re.MULTILINE)
+    assert re.search(r"^6 checks: 0 failed, 1 warnings$", result.stdout, re.MULTILINE)
     assert_no_traceback(result)
 
 
@@ -200,8 +201,8 @@ def test_doctor_fails_when_the_database_does_not_answer(env_vars: dict[str, str]
     assert result.returncode == 1, result.stdout + result.stderr
     lines = report_lines(result.stdout)
     assert lines["database"] == ("FAIL", "postgresql database does not answer")
-    # The other checks still run and are reported.
-    assert set(lines) == set(SUBJECTS)
+    # The other checks still run and are reported (the vault's needs the database).
+    assert set(lines) == set(SUBJECTS) - {"vault"}
     assert lines["queue"][0] == "ok"
     assert_no_traceback(result)
 
@@ -214,7 +215,7 @@ def test_doctor_fails_when_redis_does_not_answer(env_vars: dict[str, str], tmp_p
     assert lines["redis"] == ("FAIL", "does not answer")
     assert lines["queue"] == ("FAIL", "redis queue storage does not answer")
     assert lines["database"][0] == "ok"
-    assert re.search(r"^5 checks: 2 failed, 1 warnings$", result.stdout, re.MULTILINE)
+    assert re.search(r"^6 checks: 2 failed, 1 warnings$", result.stdout, re.MULTILINE)
     assert_no_traceback(result)
 
 
@@ -229,4 +230,24 @@ def test_doctor_does_not_print_connection_secrets(env_vars: dict[str, str], tmp_
     result = run_doctor(env, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert password not in result.stdout + result.stderr
+    assert_no_traceback(result)
+
+
+def test_doctor_fails_when_the_master_key_does_not_open_the_secrets(
+    env_vars: dict[str, str], tmp_path: Path
+):
+    """V13.3.1: a replaced master key is reported, never silently accepted."""
+    from plexus.kit.keyproviders import generate_master_key
+
+    from conftest import run_cli
+
+    sealed = run_cli(["audit", "verify"], env_vars, cwd=tmp_path)  # a start seals the canary
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    wrong = generate_master_key()
+    result = run_doctor({**env_vars, "PLEXUS_MASTER_KEY": wrong}, tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = report_lines(result.stdout)
+    assert lines["vault"][0] == "FAIL"
+    assert "cannot decrypt this database's secrets" in lines["vault"][1]
+    assert wrong not in result.stdout + result.stderr
     assert_no_traceback(result)

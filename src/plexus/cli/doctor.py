@@ -11,13 +11,17 @@ from cryptography import x509
 
 from plexus import schema
 from plexus.cli.common import settings_or_exit
+from plexus.db import unit_of_work
 from plexus.health.service import check_database, check_queue, check_redis
+from plexus.kit.vault import KeyServiceError
 from plexus.runtime import init_runtime
+from plexus.vault.service import MISMATCH_MESSAGE, canary_state, vault_status
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from plexus.config import Settings
+    from plexus.runtime import Runtime
 
 CERT_WARN_DAYS: Final = 30
 
@@ -61,6 +65,7 @@ def _findings(settings: Settings) -> list[Finding]:
             findings.append(Finding("fail", "database", f"{backend} database does not answer"))
         elif schema.is_current(rt.engine):
             findings.append(Finding("ok", "database", f"{backend}, schema up to date"))
+            findings.extend(_vault_findings(rt))
         else:
             findings.append(Finding("fail", "database", "schema out of date: run `plexus migrate`"))
         queue = check_queue()
@@ -92,6 +97,38 @@ def _findings(settings: Settings) -> list[Finding]:
     else:
         level = "fail" if settings.is_production else "warn"
         findings.append(Finding(level, "tls", "plain HTTP (no certificate, no trusted proxy)"))
+    return findings
+
+
+def _vault_findings(rt: Runtime) -> list[Finding]:
+    """Whether the configured keys open this database's secrets, and whether a rotation is
+    unfinished (values still under an old key).
+    """
+    try:
+        with unit_of_work(rt.sessions) as session:
+            state = canary_state(session, rt.secretbox)
+            if state == "mismatch":
+                return [Finding("fail", "vault", MISMATCH_MESSAGE)]
+            pending = vault_status(session, rt.secretbox).not_current
+    except KeyServiceError as exc:
+        return [Finding("fail", "vault", f"the key service failed: {exc}")]
+    findings = [
+        Finding(
+            "ok",
+            "vault",
+            "the master key opens this database's secrets"
+            if state == "verified"
+            else "no canary yet (the next start seals one)",
+        )
+    ]
+    if pending:
+        findings.append(
+            Finding(
+                "warn",
+                "vault",
+                f"{pending} secret(s) not under the current key: run `plexus keys rotate`",
+            )
+        )
     return findings
 
 

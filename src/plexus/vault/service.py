@@ -147,6 +147,24 @@ def check_canary(session: Session, vault: Vault) -> str:
 # Rotation ---------------------------------------------------------------------------------
 
 
+def canary_state(session: Session, vault: Vault) -> str:
+    """The canary without creating it (for ``doctor``): ``verified``, ``absent`` (not sealed
+    yet: the next start seals it), ``no-table``, or ``mismatch``. Raises KeyServiceError
+    when the key service cannot be asked.
+    """
+    repo = CanaryRepository(session)
+    if not repo.table_exists():
+        return "no-table"
+    canary = repo.get(CANARY_ID)
+    if canary is None:
+        return "absent"
+    try:
+        opened = vault.open(canary.sealed, CANARY.context(CANARY_ID))
+    except SealedValueError:
+        return "mismatch"
+    return "verified" if opened == CANARY_PLAINTEXT else "mismatch"
+
+
 @dataclass(slots=True)
 class BatchResult:
     """What one batch of one column did; ``last`` is where the next batch starts."""
