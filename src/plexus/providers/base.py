@@ -639,9 +639,24 @@ class Provider:
             return False
         return link.credentials.expires_within(lead or self.refresh_lead(link))
 
+    def can_revoke(self, link: Link) -> bool:
+        """Whether ``revoke`` really revokes something at the platform for this link (the
+        audit log records the difference). By default: an OAuth2 link whose spec has a
+        revocation endpoint. Providers with their own revocation call override this.
+        """
+        if self.auth_kind is not AuthKind.OAUTH2:
+            return False
+        try:
+            return self.oauth_spec(link.params).revoke_url is not None
+        except ProviderUnavailable:
+            return False
+
     def revoke(self, link: Link) -> None:
-        """Revoke the credentials at the platform (RFC 7009 by default); no-op when the
-        platform has no revocation endpoint.
+        """Revoke the credentials at the platform (RFC 7009 by default); a no-op when
+        ``can_revoke`` is False. Raises ProviderRetryable when the platform cannot be
+        reached, ProviderRejected when it refuses the revocation, and ProviderNeedsReauth
+        or ProviderTokenExpired when the credentials are already dead (or must be refreshed
+        first: the caller then refreshes under its lock and retries once).
         """
         from plexus.providers.oauth import revoke_token
 
