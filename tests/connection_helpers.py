@@ -3,8 +3,10 @@ asked, the app wired to it, and reading what the database holds."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -37,6 +39,10 @@ class RecordingSandbox(SandboxPlatform):
         super().__init__(database, timeout_seconds=3.0, fault_retry_after=FAKE_RETRY_AFTER)
         self.requests: list[Recorded] = []
         self.down = False
+        #: Seconds the token endpoint waits before answering (a slow refresh).
+        self.token_delay = 0.0
+        #: Set while a token request is being held back.
+        self.token_request_waiting = threading.Event()
 
     def app(self) -> Any:
         inner = super().app()
@@ -48,6 +54,9 @@ class RecordingSandbox(SandboxPlatform):
                 if outer.down:
                     await JSONResponse({"error": "unavailable"}, 503)(scope, receive, send)
                     return
+                if scope["path"] == "/api/oauth/token" and outer.token_delay:
+                    outer.token_request_waiting.set()
+                    await asyncio.sleep(outer.token_delay)
             await inner(scope, receive, send)
 
         return recorder

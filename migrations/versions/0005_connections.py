@@ -45,6 +45,7 @@ def upgrade() -> None:
             "redirect_uri",
             name=op.f("uq_oauth_clients_provider_registration_key_redirect_uri"),
         ),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "connections",
@@ -85,6 +86,8 @@ def upgrade() -> None:
             "external_id",
             name=op.f("uq_connections_workspace_id_provider_external_id"),
         ),
+        # Never reuse a deleted connection's id (a job or refresh in flight carries it).
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_connections_workspace_id"), "connections", ["workspace_id"], unique=False
@@ -112,6 +115,7 @@ def upgrade() -> None:
         _workspace_fk("oauth_flows"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_flows")),
         sa.UniqueConstraint("state_hash", name=op.f("uq_oauth_flows_state_hash")),
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_oauth_flows_workspace_id"), "oauth_flows", ["workspace_id"], unique=False
@@ -135,6 +139,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_notifications_workspace_id"), "notifications", ["workspace_id"], unique=False

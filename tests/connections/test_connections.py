@@ -132,6 +132,8 @@ def test_disconnect_revokes_at_the_platform_then_deletes(
     with unit_of_work(sandbox_runtime.sessions) as session:
         assert session.scalar(select(func.count()).select_from(Connection)) == 0
     assert len(_audit(sandbox_runtime, "connection:token:revoked")) == 1
+    (event,) = _audit(sandbox_runtime, "connection:connection:disconnected")
+    assert json.loads(event.context)["revocation"] == "revoked"
 
 
 def test_a_revoked_access_token_needs_reauth_without_a_refresh(
@@ -158,6 +160,8 @@ def test_disconnect_keeps_the_connection_when_the_platform_is_down(
         assert forced.status_code == 204
     events = _audit(sandbox_runtime, "connection:connection:disconnected")
     assert json.loads(events[0].context)["revoked_at_platform"] is False
+    assert json.loads(events[0].context)["revocation"] == "failed"
+    assert events[0].result == "failure"
 
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.EDITOR])

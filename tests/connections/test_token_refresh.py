@@ -20,7 +20,7 @@ from plexus.connections.tasks import check_connection, refresh_connection
 from plexus.db import unit_of_work
 from plexus.models.audit import AuditEvent
 from plexus.models.connections import Connection, Notification
-from plexus.providers.base import Post, ProviderNeedsReauth
+from plexus.providers.base import Post, ProviderNeedsReauth, ProviderRetryable
 from plexus.runtime import init_runtime
 from plexus.worker import enqueue, huey
 
@@ -293,3 +293,75 @@ def test_fifty_publishes_from_two_processes_sharing_redis_refresh_once(
     assert texts == sorted(f"p{n} {i}" for n in range(2) for i in range(25))
     assert stored_connection(sandbox_runtime, connection_id).credentials_version == before + 1
     assert _refreshes(sandbox_runtime) == 1
+
+
+def _refresh_in_background(runtime, connection_id: int, version: int):
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["snapshot"] = calls.refresh(runtime, connection_id, version, force=True)
+        except Exception as exc:  # noqa: BLE001 - asserted by the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_no_transaction_or_row_lock_is_held_while_the_platform_refreshes(
+    sandbox_runtime, sandbox, connection_id
+):
+    """While the platform takes its time over a refresh, the connection's row can be
+    written at once (on SQLite: any write; on PostgreSQL: no row lock on it)."""
+    sandbox.platform.token_delay = 2.0
+    version = stored_connection(sandbox_runtime, connection_id).credentials_version
+    thread, outcome = _refresh_in_background(sandbox_runtime, connection_id, version)
+    assert sandbox.platform.token_request_waiting.wait(10)
+    started = time.monotonic()
+    with unit_of_work(sandbox_runtime.sessions) as session:
+        row = session.get(Connection, connection_id)
+        assert row is not None
+        row.name = "renamed while refreshing"
+    assert time.monotonic() - started < 1.5
+    thread.join(20)
+    assert "snapshot" in outcome, outcome
+    assert stored_connection(sandbox_runtime, connection_id).name == "renamed while refreshing"
+
+
+def test_tokens_refreshed_for_a_replaced_grant_are_dropped(sandbox_runtime, sandbox, connection_id):
+    """A reconnect that stores new credentials while a refresh is in flight wins; the
+    refresh's tokens are not written over them."""
+    from dataclasses import replace
+
+    sandbox.platform.token_delay = 1.5
+    version = stored_connection(sandbox_runtime, connection_id).credentials_version
+    thread, outcome = _refresh_in_background(sandbox_runtime, connection_id, version)
+    assert sandbox.platform.token_request_waiting.wait(10)
+    with unit_of_work(sandbox_runtime.sessions) as session:
+        row = session.get(Connection, connection_id)
+        assert row is not None
+        reconnected = replace(calls.open_credentials(sandbox_runtime, row), access_token="new")
+        calls.store_credentials(sandbox_runtime, row, reconnected)
+    thread.join(20)
+    assert isinstance(outcome.get("error"), ProviderRetryable), outcome
+    row = stored_connection(sandbox_runtime, connection_id)
+    assert row.status == "active"
+    assert calls.open_credentials(sandbox_runtime, row).access_token == "new"
+
+
+def test_a_deleted_connections_id_is_never_given_to_another(
+    sandbox_client, sandbox_runtime, connection_id
+):
+    """A job or refresh still carrying a deleted connection's id can never reach another
+    workspace's connection through it."""
+    owner = sign_in(sandbox_runtime, sandbox_client, "other@example.com")
+    removed = sandbox_client.delete(
+        f"/api/v1/connections/{connection_id}?force=true",
+        headers=sign_in(sandbox_runtime, sandbox_client, "x@example.com").headers,
+    )
+    assert removed.status_code == 404  # not this user's workspace
+    with unit_of_work(sandbox_runtime.sessions) as session:
+        session.delete(session.get(Connection, connection_id))
+    again = connect_sandbox(sandbox_client, owner.headers)
+    assert again["id"] > connection_id

@@ -58,7 +58,24 @@ def test_guarded_requests_never_reach_loopback(canary, template):
 
 @pytest.mark.parametrize(
     "address",
-    ["169.254.169.254", "10.0.0.1", "172.16.0.1", "192.168.1.1", "::1", "fe80::1", "224.0.0.1"],
+    [
+        "169.254.169.254",
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.1.1",
+        "::1",
+        "fe80::1",
+        "224.0.0.1",
+        # IPv4 carried in IPv6: NAT64 to 10.0.0.1 and to the metadata address, 6to4,
+        # IPv4-compatible, mapped; and deprecated site-local.
+        "64:ff9b::a00:1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a00:1",
+        "2002:a00:1::1",
+        "::a00:1",
+        "::ffff:10.0.0.1",
+        "fec0::1",
+    ],
 )
 def test_internal_and_metadata_addresses_are_not_public(address):
     import ipaddress
@@ -72,6 +89,9 @@ def test_public_addresses_are_permitted():
 
     assert DestinationPolicy().permits(ipaddress.ip_address("93.184.215.14"))
     assert DestinationPolicy().permits(ipaddress.ip_address("2606:4700::1111"))
+    # NAT64 and 6to4 forms of a public IPv4 address are as public as the address.
+    assert DestinationPolicy().permits(ipaddress.ip_address("64:ff9b::5db8:d70e"))
+    assert DestinationPolicy().permits(ipaddress.ip_address("2002:5db8:d70e::1"))
 
 
 def test_an_allowed_network_is_reached_and_redirects_are_not_followed(canary):

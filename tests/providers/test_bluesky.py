@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import struct
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from starlette.routing import Route
 
 from plexus.kit.http import DestinationPolicy
 from plexus.providers.base import (
+    Account,
     AuthKind,
     AuthorizationRequest,
     Credentials,
@@ -294,6 +296,7 @@ def test_revoked_app_password_needs_reauth(provider, link, account, pds_network)
 
 
 def test_revoke_ends_the_session_at_the_pds(provider, link, pds_network):
+    assert provider.can_revoke(link)
     provider.revoke(link)
     refused = xrpc(
         pds_network.pds_url,
@@ -591,3 +594,267 @@ def test_oauth_flow_end_to_end_with_a_browser(pds_network, fake):
     provider.revoke(fresh_link)
     with pytest.raises(ProviderNeedsReauth):
         provider.refresh(fresh_link)
+
+
+# --------------------------------------------------------------------------- a scripted PDS
+#
+# Below, the provider talks to an httpx MockTransport standing in for the PDS, so a test can
+# choose what the platform answers and see every request that reached it.
+
+
+def _jwt(**claims: object) -> str:
+    import jwt
+
+    now = int(datetime.now(UTC).timestamp())
+    body = {"iat": now, "exp": now + 7200, "scope": "com.atproto.appPass", **claims}
+    return jwt.encode(body, "not-the-pds-secret-" + "k" * 32, algorithm="HS256")
+
+
+SCRIPTED_PDS = "https://pds.example"
+SCRIPTED_DID = "did:plc:abcdefghijklmnopqrstuvwx"
+
+
+class ScriptedPds:
+    def __init__(self, did: str = SCRIPTED_DID, handle: str = "alice.example.com") -> None:
+        self.did = did
+        self.handle = handle
+        self.requests: list[httpx.Request] = []
+
+    def nsids(self) -> list[str]:
+        return [r.url.path.removeprefix("/xrpc/") for r in self.requests]
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        nsid = request.url.path.removeprefix("/xrpc/")
+        if nsid == "com.atproto.server.createSession":
+            doc = {
+                "id": self.did,
+                "alsoKnownAs": [f"at://{self.handle}"],
+                "service": [
+                    {
+                        "id": "#atproto_pds",
+                        "type": "AtprotoPersonalDataServer",
+                        "serviceEndpoint": SCRIPTED_PDS,
+                    }
+                ],
+            }
+            return httpx.Response(
+                200,
+                json={
+                    "did": self.did,
+                    "handle": self.handle,
+                    "accessJwt": _jwt(sub=self.did),
+                    "refreshJwt": _jwt(sub=self.did, scope="com.atproto.refresh"),
+                    "didDoc": doc,
+                },
+            )
+        if nsid == "com.atproto.server.deleteSession":
+            return httpx.Response(200)
+        return httpx.Response(400, json={"error": "InvalidRequest", "message": "no"})
+
+
+def scripted(
+    monkeypatch: pytest.MonkeyPatch, pds: ScriptedPds, web_url: str = "https://bsky.app"
+) -> BlueskyProvider:
+    settings = ProviderSettings({"service": SCRIPTED_PDS, "web_url": web_url})
+    provider = BlueskyProvider(ProviderContext(settings=settings))
+    transport = httpx.MockTransport(pds.handler)
+    monkeypatch.setattr(provider, "_http", lambda: httpx.Client(transport=transport))
+    return provider
+
+
+APP_PASSWORD_FIELDS = {"identifier": "alice.example.com", "app_password": "aaaa-bbbb-cccc-dddd"}
+
+
+def test_scripted_pds_connects(monkeypatch):
+    pds = ScriptedPds()
+    connected = scripted(monkeypatch, pds).connect_with_fields(APP_PASSWORD_FIELDS)
+    assert connected.account.external_id == SCRIPTED_DID
+    assert connected.account.display_name == "@alice.example.com"
+    assert connected.account.url == "https://bsky.app/profile/alice.example.com"
+
+
+# ---- bad input is refused before anything is sent
+
+BAD_SERVICES = [
+    "https://[::1",
+    "https://[::1]:99999",
+    "https://h:99999",
+    "https://h:-1",
+    "https://h:0",
+    "https://exa mple.org",
+    "https://ex\x00ample.org",
+    "https://example.org\x1b",
+    "https://exam\u200bple.org",
+    "https://" + "a" * 600 + ".org",
+    "ftp://example.org",
+    "javascript:alert(1)",
+    "file:///etc/passwd",
+    "http://example.org",
+    "https://user:pw@example.org",
+    "https://example.org/path",
+    "https://example.org?q",
+]
+
+
+@pytest.mark.parametrize("service", BAD_SERVICES)
+def test_bad_service_is_rejected_before_any_request(monkeypatch, service):
+    pds = ScriptedPds()
+    provider = scripted(monkeypatch, pds)
+    with pytest.raises(ProviderRejected):
+        provider.connect_with_fields({**APP_PASSWORD_FIELDS, "service": service})
+    request = AuthorizationRequest(
+        redirect_uri="http://127.0.0.1:8000/cb",
+        state="s",
+        code_verifier="v" * 43,
+        nonce=None,
+        params={"identifier": "alice.example.com", "service": service},
+        client=None,
+    )
+    with pytest.raises(ProviderRejected):
+        provider.start_authorization(request)
+    assert pds.requests == []
+
+
+BAD_IDENTIFIERS = [
+    "",
+    "alice",
+    "alice .example.com",
+    "alice.example.com\x00",
+    "ali\x00ce.example.com",
+    "alice.exam\nple.com",
+    "a" * 300 + ".example.com",
+    "did:plc:",
+    "did:plc:abc def",
+    "did:plc:abc\x00",
+    "did:plc:" + "a" * 400,  # a valid DID, too long to be stored as the account id
+    "did:web:127.0.0.1%3A99999",
+    "did:web:%5B::1",
+    "did:web:exa%00mple.org",
+    "did:web:host:path",
+    "did:key:zabc",
+]
+
+
+@pytest.mark.parametrize("identifier", BAD_IDENTIFIERS)
+def test_bad_identifier_is_rejected_before_any_request(monkeypatch, identifier):
+    pds = ScriptedPds()
+    provider = scripted(monkeypatch, pds)
+    if not identifier.startswith("did:web:") and not identifier.startswith("did:key:"):
+        with pytest.raises(ProviderRejected):
+            provider.connect_with_fields({**APP_PASSWORD_FIELDS, "identifier": identifier})
+    request = AuthorizationRequest(
+        redirect_uri="http://127.0.0.1:8000/cb",
+        state="s",
+        code_verifier="v" * 43,
+        nonce=None,
+        params={"identifier": identifier},
+        client=None,
+    )
+    with pytest.raises(ProviderRejected):
+        provider.start_authorization(request)
+    assert pds.requests == []
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["https://[::1", "https://pds.example:99999", "https://pds.ex ample", "ftp://x"]
+)
+def test_bad_pds_endpoint_in_a_did_document_is_rejected(monkeypatch, endpoint):
+    doc = {
+        "id": SCRIPTED_DID,
+        "service": [
+            {"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": endpoint}
+        ],
+    }
+    with pytest.raises(ProviderRejected):
+        identity.pds_endpoint(doc, SCRIPTED_DID)
+
+
+# ---- what the PDS chooses fits the account columns
+
+
+def test_overlong_did_from_the_pds_is_refused_and_its_session_ended(monkeypatch):
+    pds = ScriptedPds(did="did:plc:" + "a" * 400)
+    with pytest.raises(ProviderRejected, match="longer than 300"):
+        scripted(monkeypatch, pds).connect_with_fields(APP_PASSWORD_FIELDS)
+    assert pds.nsids() == ["com.atproto.server.createSession", "com.atproto.server.deleteSession"]
+
+
+def test_did_with_a_trailing_newline_is_refused(monkeypatch):
+    pds = ScriptedPds(did=SCRIPTED_DID + "\n")
+    with pytest.raises(ProviderRejected, match="valid DID"):
+        scripted(monkeypatch, pds).connect_with_fields(APP_PASSWORD_FIELDS)
+
+
+def test_invalid_handle_from_the_pds_is_shown_as_the_did(monkeypatch):
+    pds = ScriptedPds(handle="h" * 2000)
+    account = scripted(monkeypatch, pds).connect_with_fields(APP_PASSWORD_FIELDS).account
+    assert account.display_name == SCRIPTED_DID
+    assert account.url == f"https://bsky.app/profile/{SCRIPTED_DID}"
+    assert account.settings["handle"] == SCRIPTED_DID
+
+
+def test_overlong_profile_url_is_dropped_not_truncated(monkeypatch):
+    pds = ScriptedPds()
+    web_url = "https://bsky.example/" + "w" * 990
+    account = (
+        scripted(monkeypatch, pds, web_url=web_url).connect_with_fields(APP_PASSWORD_FIELDS).account
+    )
+    assert account.url is None
+    assert account.external_id == SCRIPTED_DID
+
+
+# ---- can_revoke: exactly when revoke reaches the platform
+
+
+def _bluesky_link(auth: str, *, refresh: str | None, **settings: str) -> Link:
+    secrets = {"dpop_key": "unused"} if auth == "oauth" else {"app_password": "pw"}
+    return Link(
+        Credentials(access_token="access", refresh_token=refresh, secrets=secrets),
+        Account(SCRIPTED_DID, "@alice", settings={"auth": auth, "did": SCRIPTED_DID, **settings}),
+    )
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        _bluesky_link("app_password", refresh=None, pds_url=SCRIPTED_PDS),
+        _bluesky_link("app_password", refresh="r"),
+        _bluesky_link("oauth", refresh="r", revocation_endpoint=""),
+        _bluesky_link("oauth", refresh="r"),
+    ],
+)
+def test_cannot_revoke_what_revoke_would_not_reach(monkeypatch, link):
+    pds = ScriptedPds()
+    provider = scripted(monkeypatch, pds)
+    assert not provider.can_revoke(link)
+    provider.revoke(link)
+    assert pds.requests == []
+
+
+def test_can_revoke_app_password_sessions(monkeypatch):
+    pds = ScriptedPds()
+    provider = scripted(monkeypatch, pds)
+    link = _bluesky_link("app_password", refresh="refresh-jwt", pds_url=SCRIPTED_PDS)
+    assert provider.can_revoke(link)
+    provider.revoke(link)
+    assert pds.nsids() == ["com.atproto.server.deleteSession"]
+    assert pds.requests[0].headers["authorization"] == "Bearer refresh-jwt"
+
+
+def test_can_revoke_oauth_tokens_at_the_revocation_endpoint(monkeypatch):
+    from plexus.providers.bluesky.dpop import new_key_pem
+
+    pds = ScriptedPds()
+    provider = scripted(monkeypatch, pds)
+    base = _bluesky_link(
+        "oauth",
+        refresh="refresh-token",
+        revocation_endpoint=f"{SCRIPTED_PDS}/oauth/revoke",
+        client_id="https://plexus.example/client-metadata.json",
+    )
+    link = replace(base, credentials=replace(base.credentials, secrets={"dpop_key": new_key_pem()}))
+    assert provider.can_revoke(link)
+    provider.revoke(link)
+    assert [r.url.path for r in pds.requests] == ["/oauth/revoke"]
+    assert b"token=refresh-token" in pds.requests[0].content

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
 from email.parser import BytesParser
 from email.policy import HTTP
 from urllib.parse import parse_qs, urlsplit
@@ -473,6 +474,8 @@ def test_grant_without_a_webhook_is_refused_and_given_back(fake):
 def test_revoking_an_oauth_webhook_deletes_it_and_revokes_the_grant(fake):
     provider = build_provider(fake)
     link = connect_through_oauth(provider, fake)
+    assert link.account.settings["origin"] == "oauth"
+    assert provider.can_revoke(link)
     provider.revoke(link)
     assert fake.webhooks[link.account.external_id].deleted
     assert fake.revoked_tokens() == [link.credentials.refresh_token]
@@ -482,6 +485,8 @@ def test_revoking_an_oauth_webhook_deletes_it_and_revokes_the_grant(fake):
 
 
 def test_revoking_a_pasted_webhook_leaves_it_alone(provider, link, fake):
+    assert link.account.settings["origin"] == "pasted"
+    assert not provider.can_revoke(link)
     before = len(fake.requests)
     provider.revoke(link)
     assert len(fake.requests) == before
@@ -544,3 +549,12 @@ def test_global_rate_limit_is_named():
 
     response = httpx.Response(429, json={"retry_after": 1.0, "global": True})
     assert "global" in str(error_for(response, "posting the message"))
+
+
+def test_a_link_without_an_origin_is_not_revocable_and_revoke_sends_nothing(provider, link, fake):
+    settings = {k: v for k, v in link.account.settings.items() if k != "origin"}
+    unknown = replace(link, account=replace(link.account, settings=settings))
+    assert not provider.can_revoke(unknown)
+    before = len(fake.requests)
+    provider.revoke(unknown)
+    assert len(fake.requests) == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -262,6 +263,7 @@ def test_expired_token_is_reported_as_expired(fake, provider, link):
 
 
 def test_revoke_ends_the_token(fake, provider, link):
+    assert provider.can_revoke(link)
     provider.revoke(link)
     assert link.credentials.access_token in fake.revoked_tokens()
     with pytest.raises(ProviderNeedsReauth):
@@ -415,3 +417,11 @@ def test_a_wrong_app_secret_is_an_operator_problem(fake, link):
     provider = build(fake, client_secret="not-the-app-secret")
     with pytest.raises(ProviderUnavailable, match="CLIENT_SECRET"):
         provider.refresh(link)
+
+
+def test_a_link_without_a_token_is_not_revocable_and_revoke_sends_nothing(fake, provider, link):
+    tokenless = replace(link, credentials=replace(link.credentials, access_token=None))
+    assert not provider.can_revoke(tokenless)
+    before = len(fake.requests)
+    provider.revoke(tokenless)
+    assert len(fake.requests) == before

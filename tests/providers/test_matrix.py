@@ -387,3 +387,33 @@ def test_logout_invalidates_the_token(provider, fake, alice, room_alias, synapse
         provider.check_connection(link)
     with pytest.raises(ProviderNeedsReauth):
         provider.refresh(link)
+
+
+def test_revoke_with_an_expired_token_never_refreshes(provider, fake, alice, room_alias, synapse):
+    """``revoke`` must not refresh (that would rotate the refresh token outside the
+    connection service's lock and lose the new one). Synapse accepts ``/logout`` with an
+    expired access token, so the device is logged out without a refresh; a homeserver
+    that answers a soft logout instead gets ProviderTokenExpired (test_matrix_media.py).
+    """
+    link = password_link(provider, fake, alice, room_alias[1])
+    assert link.credentials.expires_at is not None
+    wait = (link.credentials.expires_at - datetime.now(UTC)).total_seconds() + 1
+    assert 0 < wait <= TOKEN_LIFETIME_SECONDS + 1
+    time.sleep(wait)
+    with pytest.raises(ProviderTokenExpired):
+        provider.check_connection(link)  # the token really is expired
+    refreshes = len(fake.requests_to("/refresh"))
+    provider.revoke(link)
+    assert len(fake.requests_to("/refresh")) == refreshes
+    assert link.credentials.access_token in fake.revoked_tokens()
+    with pytest.raises(ProviderNeedsReauth):
+        provider.refresh(link)  # logging the device out ended its refresh token too
+
+
+def test_can_revoke_password_login_but_not_pasted_token(provider, fake, alice, room_alias):
+    password = password_link(provider, fake, alice, room_alias[1])
+    assert provider.can_revoke(password)
+    pasted = provider.connect_with_fields(
+        {"homeserver": fake.base_url, "room": room_alias[1], "access_token": alice.access_token}
+    )
+    assert not provider.can_revoke(Link(pasted.credentials, pasted.account))

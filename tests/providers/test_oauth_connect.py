@@ -337,3 +337,19 @@ def _database_text(rt: Runtime) -> str:
                     elif value is not None:
                         chunks.append(str(value))
         return "\n".join(chunks)
+
+
+def test_a_spent_flow_keeps_no_secret_and_old_flows_are_purged(client, owner, airtable, rt):
+    """The PKCE verifier and provider flow data (a DPoP key, for Bluesky) are needed once:
+    the spent flow keeps none of it; the nightly job deletes spent and expired flows."""
+    from plexus.connections import repository
+    from plexus.connections.oauth_flow import flow_context
+
+    callback = consent(start(client, owner, airtable), airtable)
+    assert client.get(CALLBACK, params=callback, headers=owner.headers).status_code == 201
+    with unit_of_work(rt.sessions) as session:
+        flow = session.scalars(select(OAuthFlow)).one()
+        assert rt.secretbox.open(flow.flow_sealed, flow_context(flow.id)) == b"{}"
+        assert repository.purge_flows(session, datetime.now(UTC) - timedelta(days=1)) == 0
+        assert repository.purge_flows(session, datetime.now(UTC) + timedelta(seconds=1)) == 1
+        assert session.scalars(select(OAuthFlow)).all() == []

@@ -15,6 +15,7 @@ from plexus.providers.base import (
     Post,
     ProviderContext,
     ProviderNeedsReauth,
+    ProviderRejected,
     ProviderSettings,
     ProviderUnavailable,
 )
@@ -127,8 +128,11 @@ def test_idempotency_key_makes_a_retry_one_post(provider, link, fake):
     assert fake.published_texts().count("exactly once") == 1
 
 
-def test_revoked_tokens_need_reauth_afterwards(provider, link):
+def test_revoked_tokens_need_reauth_afterwards(provider, link, fake):
+    assert provider.can_revoke(link)
+    assert not fake.revoked_tokens()
     provider.revoke(link)
+    assert fake.revoked_tokens()
     with pytest.raises(ProviderNeedsReauth):
         provider.check_connection(link)
 
@@ -138,3 +142,48 @@ def test_not_offered_in_production_without_a_platform():
     assert not production.is_configured()
     with pytest.raises(ProviderUnavailable):
         production.connect_with_fields({})
+
+
+def _scripted_sandbox(
+    monkeypatch, answer: dict[str, object], api_url: str = "https://sb.example/api"
+):
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, json=answer)
+
+    provider = SandboxProvider(ProviderContext(settings=ProviderSettings({"api_url": api_url})))
+    transport = httpx.MockTransport(handler)
+    monkeypatch.setattr(
+        provider, "_client", lambda: httpx.Client(transport=transport, base_url=provider.api_url)
+    )
+    return provider, requests
+
+
+ISSUED = {"access_token": "a", "refresh_token": "r", "expires_in": 60, "token_type": "Bearer"}
+
+
+def test_overlong_account_id_is_refused_not_truncated(monkeypatch):
+    provider, _ = _scripted_sandbox(
+        monkeypatch, {**ISSUED, "account_id": "acct_" + "x" * 400, "name": "n"}
+    )
+    with pytest.raises(ProviderRejected):
+        provider.connect_with_fields({"account_name": "n"})
+
+
+def test_long_name_is_shortened_and_long_url_dropped(monkeypatch):
+    provider, _ = _scripted_sandbox(
+        monkeypatch,
+        {**ISSUED, "account_id": "acct_1", "name": "n" * 4000},
+        api_url="https://sb.example/" + "p" * 1000 + "/api",
+    )
+    account = provider.connect_with_fields({"account_name": "n"}).account
+    assert account.external_id == "acct_1"
+    assert len(account.display_name) <= 300
+    assert account.url is None
+
+
+def test_a_very_long_account_name_connects(provider):
+    account = provider.connect_with_fields({"account_name": "x" * 4000}).account
+    assert len(account.display_name) <= 300

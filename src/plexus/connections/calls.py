@@ -10,7 +10,8 @@ their own transaction before calling in here; tasks call in directly.
 
 The single-flight refresh: under the refresh locks (see ``locks``) the row is re-read; if
 another caller refreshed meanwhile (the credentials' version moved, or they are no longer
-due) its tokens are reused and the platform is not asked again.
+due) its tokens are reused and the platform is not asked again. The new tokens are stored
+only if the row still holds the grant that was refreshed (a reconnect meanwhile wins).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final, TypeVar
+
+from sqlalchemy import text
 
 from plexus.audit.events import Actor, AuditEventType, AuditResult, Target
 from plexus.connections import repository
@@ -72,6 +75,19 @@ NOTIFY_KIND: Final = "connection_needs_reauth"
 BACKGROUND_MIN_LIFETIME: Final = timedelta(minutes=30)
 
 log = get_logger("plexus.connections")
+
+
+#: The longest account link stored (the column's size).
+MAX_ACCOUNT_URL: Final = 1000
+
+
+def account_url(account: Account) -> str | None:
+    """The account's link, or None when the platform sent one too long to be a real link
+    (never cut: a cut URL would point somewhere else).
+    """
+    if account.url is None or len(account.url) > MAX_ACCOUNT_URL:
+        return None
+    return account.url
 
 
 def credentials_context(connection_id: int) -> str:
@@ -251,7 +267,7 @@ def note_success(rt: Runtime, connection_id: int, account: Account | None = None
         connection.rate_limited_until = None
         if account is not None:
             connection.display_name = account.display_name[:300]
-            connection.account_url = account.url
+            connection.account_url = account_url(account)
             connection.account_settings = json.dumps(dict(account.settings), sort_keys=True)
 
 
@@ -260,7 +276,7 @@ def note_success(rt: Runtime, connection_id: int, account: Account | None = None
 
 @contextmanager
 def _host_lock(rt: Runtime, connection_id: int) -> Iterator[None]:
-    """A file lock: the processes of one host on SQLite (no row locks there)."""
+    """A file lock: every process of one host (SQLite is one host's database)."""
     folder = rt.settings.data_dir / "locks"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"connection-{connection_id}.lock"
@@ -270,6 +286,31 @@ def _host_lock(rt: Runtime, connection_id: int) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+#: The first key of Plexus's PostgreSQL advisory locks on connection refreshes.
+_ADVISORY_CLASS: Final = 0x504C5852  # "PLXR"
+
+
+@contextmanager
+def _database_lock(rt: Runtime, connection_id: int) -> Iterator[None]:
+    """A PostgreSQL session-level advisory lock: every process on the database. It is held
+    by a connection that is *not* in a transaction while the platform answers, so no row
+    lock or open transaction waits on the platform.
+    """
+    with rt.engine.connect() as connection:
+        connection.execute(
+            text("SELECT pg_advisory_lock(:c, :k)"), {"c": _ADVISORY_CLASS, "k": connection_id}
+        )
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(
+                text("SELECT pg_advisory_unlock(:c, :k)"),
+                {"c": _ADVISORY_CLASS, "k": connection_id},
+            )
+            connection.commit()
 
 
 def _is_postgres(rt: Runtime) -> bool:
@@ -331,37 +372,47 @@ def _refresh_locked(
     rt: Runtime, connection_id: int, seen_version: int, *, force: bool, ahead: timedelta | None
 ) -> Snapshot:
     with ExitStack() as stack:
-        # Released in reverse: the new tokens are committed before any lock is let go.
+        # Threads (and Redis: machines), then every process on the database or host. Short
+        # transactions read and write; none is open while the platform answers.
         stack.enter_context(refresh_lock(rt.settings, connection_id))
-        if not _is_postgres(rt):
+        if _is_postgres(rt):
+            stack.enter_context(_database_lock(rt, connection_id))
+        else:
             stack.enter_context(_host_lock(rt, connection_id))
-        session = stack.enter_context(unit_of_work(rt.sessions))
-        connection = repository.connection_by_id(session, connection_id, lock=True)
-        if connection is None:
-            raise NotFound("There is no such connection.")
-        current = _snapshot(session, rt, connection)
+        current = load(rt, connection_id)
         if current.status != ACTIVE:
             raise ProviderNeedsReauth("the connection must be connected again")
-        provider = build_provider(rt.settings, connection.provider)
+        provider = build_provider(rt.settings, current.provider)
         if not _refresh_due(provider, current, seen_version, force=force, ahead=ahead):
             return current
-        if _is_postgres(rt):
-            # The row stays locked across the call: other processes wait for our tokens.
-            fresh = provider.refresh(current.link)
+        fresh = provider.refresh(current.link)
+        with unit_of_work(rt.sessions) as session:
+            connection = repository.connection_by_id(session, connection_id, lock=True)
+            if connection is None or not _same_grant(connection, current):
+                # Disconnected or reconnected while the platform answered: these tokens
+                # belong to no stored grant any more. Drop them; the caller may retry.
+                log.warning("refreshed_tokens_discarded", connection_id=connection_id)
+                msg = "the connection changed while its token was refreshed; try again"
+                raise ProviderRetryable(msg)
             _save_refreshed(session, rt, connection, fresh)
             session.flush()
             return _snapshot(session, rt, connection)
-        # SQLite: no transaction across the call; the host lock excludes other processes.
-        session.rollback()
-        fresh = provider.refresh(current.link)
-        connection = repository.connection_by_id(session, connection_id, lock=True)
-        if connection is None:
-            raise NotFound("There is no such connection.")
-        _save_refreshed(session, rt, connection, fresh)
-        session.flush()
-        return _snapshot(session, rt, connection)
     msg = "unreachable"  # pragma: no cover - the with block always returns or raises
     raise AssertionError(msg)
+
+
+def _same_grant(connection: Connection | None, before: Snapshot) -> bool:
+    """The row still holds the grant that was refreshed: same workspace, provider, account
+    and credentials version (a reconnect or a reused id would differ).
+    """
+    return (
+        connection is not None
+        and connection.workspace_id == before.workspace_id
+        and connection.provider == before.provider
+        and connection.external_id == before.link.account.external_id
+        and connection.credentials_version == before.version
+        and connection.status == ACTIVE
+    )
 
 
 # --------------------------------------------------------------------------- calls
@@ -434,14 +485,33 @@ def check_quietly(rt: Runtime, connection_id: int) -> str:
     return "ok"
 
 
-def revoke(rt: Runtime, connection_id: int) -> None:
-    """Revoke the connection's credentials at the platform (no refresh first: revoking
-    the refresh token ends its access tokens too). Credentials the platform already
-    refuses count as revoked; only an unreachable platform raises.
+#: What a disconnect did at the platform (recorded in the audit log).
+REVOKED: Final = "revoked"
+NOT_OFFERED: Final = "not_offered"
+ALREADY_INVALID: Final = "already_invalid"
+
+
+def revoke(rt: Runtime, connection_id: int) -> str:
+    """Revoke the connection's credentials at the platform; returns ``revoked``,
+    ``not_offered`` (the platform has no revocation for them) or ``already_invalid`` (it
+    no longer honours them). An expired access token the platform needs for revocation is
+    refreshed first, under the refresh lock, and the revocation tried once more. Raises
+    ProviderRetryable when the platform cannot be reached and ProviderRejected when it
+    refuses the revocation.
     """
     snapshot = load(rt, connection_id)
     provider = build_provider(rt.settings, snapshot.provider)
+    if not provider.can_revoke(snapshot.link):
+        return NOT_OFFERED
     try:
-        provider.revoke(snapshot.link)
-    except (ProviderNeedsReauth, ProviderTokenExpired, ProviderRejected):
+        try:
+            provider.revoke(snapshot.link)
+        except ProviderTokenExpired:
+            if not provider.can_refresh(snapshot.link):
+                return ALREADY_INVALID
+            fresh = refresh(rt, connection_id, snapshot.version, force=True)
+            provider.revoke(fresh.link)
+    except (ProviderNeedsReauth, ProviderTokenExpired):
         log.info("revoke_credentials_already_dead", connection_id=connection_id)
+        return ALREADY_INVALID
+    return REVOKED

@@ -204,12 +204,11 @@ def disconnect(
     connection = service.get_connection(session, principal, connection_id)
     provider_name = connection.provider
     session.commit()  # no transaction across the platform call below
-    revoked = False
     try:
-        calls.revoke(rt, connection_id)
-        revoked = True
+        outcome = calls.revoke(rt, connection_id)
     except ProviderError as error:
         if not force:
             raise calls.translate(error, provider_name) from None
-    service.record_disconnect(session, rt, principal, connection_id, revoked=revoked)
+        outcome = "failed"
+    service.record_disconnect(session, rt, principal, connection_id, revocation=outcome)
     return Response(status_code=204)

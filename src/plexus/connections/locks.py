@@ -2,10 +2,10 @@
 
 ``refresh_lock(settings, connection_id)`` holds an in-process lock (threads of this
 process) and a Redis lock when ``PLEXUS_REDIS_URL`` is set (every process and machine
-sharing that Redis). Inside it, the refresh re-reads the row with ``SELECT … FOR UPDATE``
-(PostgreSQL: every process on the database) or under a file lock (SQLite: every process
-on the host), and commits the new tokens before the locks are let go: whoever waits
-re-reads the row only once the new tokens are durable, and reuses them.
+sharing that Redis). Inside it the refresh takes a PostgreSQL advisory lock (every process
+on the database) or a file lock (SQLite: every process on the host), re-reads the row, and
+commits the new tokens before the locks are let go: whoever waits re-reads the row only
+once the new tokens are durable, and reuses them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
 from plexus.kit.logging import get_logger
+from plexus.providers.base import ProviderRetryable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,8 +37,11 @@ _local_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
 _redis_clients: dict[str, redis.Redis] = {}
 
 
-class RefreshLockTimeout(Exception):
-    """Another refresh of this connection held its lock for too long."""
+class RefreshLockTimeout(ProviderRetryable):
+    """Another refresh of this connection held its lock for too long: try again later."""
+
+    def __init__(self) -> None:
+        super().__init__("another refresh of this connection is taking too long", retry_after=30)
 
 
 def _local_lock(connection_id: int) -> threading.Lock:

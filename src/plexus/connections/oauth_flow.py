@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
+
+from sqlalchemy.exc import IntegrityError
 
 from plexus.audit.events import AuditEventType, AuditResult, Target
 from plexus.connections import repository
@@ -61,9 +63,9 @@ def flow_context(flow_id: int) -> str:
 class Prepared:
     """What the flow needs before the platform is asked: fresh secrets and the client."""
 
-    state: str
-    code_verifier: str
-    nonce: str | None
+    state: str = field(repr=False)
+    code_verifier: str = field(repr=False)
+    nonce: str | None = field(repr=False)
     redirect_uri: str
     client: OAuthClient | None
     oauth_client_id: int | None
@@ -87,24 +89,32 @@ def _client(
     if key is None:
         return provider.oauth_client(params), None
     with unit_of_work(rt.sessions) as session:
-        registration = repository.oauth_client(session, provider.name, key, redirect)
+        registration = repository.oauth_client(session, provider.name, key[:300], redirect)
         if registration is not None:
             return registered_client(session, rt, registration.id), registration.id
     client = provider.register_client(params, redirect)  # a platform call: no transaction
     with unit_of_work(rt.sessions) as session:
         # Two first connections to one instance may both have registered; keep the first.
-        registration = repository.oauth_client(session, provider.name, key, redirect)
+        registration = repository.oauth_client(session, provider.name, key[:300], redirect)
         if registration is not None:
             return registered_client(session, rt, registration.id), registration.id
-        registration = repository.add_oauth_client(
-            session,
-            OAuthClientRegistration(
-                provider=provider.name,
-                registration_key=key[:300],
-                redirect_uri=redirect,
-                client_id=client.client_id,
-            ),
-        )
+        try:
+            with session.begin_nested():
+                registration = repository.add_oauth_client(
+                    session,
+                    OAuthClientRegistration(
+                        provider=provider.name,
+                        registration_key=key[:300],
+                        redirect_uri=redirect,
+                        client_id=client.client_id,
+                    ),
+                )
+        except IntegrityError:
+            # Registered by a concurrent first connection a moment ago: use that one.
+            registration = repository.oauth_client(session, provider.name, key[:300], redirect)
+            if registration is None:
+                raise
+            return registered_client(session, rt, registration.id), registration.id
         if client.client_secret:
             registration.client_secret_sealed = rt.secretbox.seal(
                 client.client_secret.encode(), client_secret_context(registration.id)
@@ -197,7 +207,7 @@ class Ticket:
     reconnect_id: int | None
     oauth_client_id: int | None
     prepared: Prepared
-    flow_data: dict[str, str]
+    flow_data: dict[str, str] = field(repr=False)
 
 
 def _refuse(
@@ -270,6 +280,8 @@ def spend(  # noqa: C901 - one check, and one refusal, per way a state can be wr
     if not repository.spend_flow(session, flow.id, now):
         raise _refuse(session, rt, principal, "replayed", provider=flow.provider)
     sealed = json.loads(rt.secretbox.open(flow.flow_sealed, flow_context(flow.id)))
+    # The verifier and the provider's flow data (a DPoP key) are needed once: keep no copy.
+    flow.flow_sealed = rt.secretbox.seal(b"{}", flow_context(flow.id))
     client: OAuthClient | None = None
     if flow.oauth_client_id is not None:
         client = registered_client(session, rt, flow.oauth_client_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from plexus.models.connections import Connection, OAuthClientRegistration, OAuthFlow
 
@@ -116,6 +116,19 @@ def spend_flow(session: Session, flow_id: int, now: datetime) -> bool:
         .values(used_at=now)
     )
     return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def purge_flows(session: Session, used_or_expired_before: datetime) -> int:
+    """Delete flows spent or expired before the given moment (they hold nothing needed)."""
+    result = session.execute(
+        delete(OAuthFlow).where(
+            or_(
+                OAuthFlow.used_at < used_or_expired_before,
+                OAuthFlow.expires_at < used_or_expired_before,
+            )
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def oauth_client(

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from plexus.audit.events import AuditEventType, Target
+from sqlalchemy.exc import IntegrityError
+
+from plexus.audit.events import AuditEventType, AuditResult, Target
 from plexus.connections import calls
 from plexus.connections.factory import build_provider
 from plexus.connections.repository import ConnectionRepository
-from plexus.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from plexus.errors import BadRequest, Conflict, NotFound, PlatformRejected, ValidationFailed
 from plexus.models.base import utcnow
 from plexus.models.connections import Connection
 from plexus.providers.base import AuthKind, Connected, Provider, ProviderUnavailable
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from plexus.runtime import Runtime
 
 MAX_CONNECTIONS: Final = 200
+MAX_EXTERNAL_ID: Final = 300
 #: Status summary a dashboard shows for each connection.
 HEALTHY: Final = "healthy"
 EXPIRING: Final = "expiring"
@@ -159,6 +162,8 @@ def store_connected(  # noqa: PLR0913 - who, what and how it was connected
     """
     repo = _repo(session, principal)
     account = connected.account
+    if len(account.external_id) > MAX_EXTERNAL_ID:
+        raise PlatformRejected(f"{request.provider} named the account with an overlong id.")
     existing = None
     if request.reconnect_id is not None:
         existing = get_connection(session, principal, request.reconnect_id)
@@ -173,14 +178,14 @@ def store_connected(  # noqa: PLR0913 - who, what and how it was connected
         workspace_id=principal.workspace_id,
         provider=request.provider,
         name=request.name,
-        external_id=account.external_id[:300],
+        external_id=account.external_id,
         display_name=account.display_name[:300],
         credentials_sealed=b"",
         credentials_version=0,
         created_by=principal.user_id,
     )
     connection.display_name = account.display_name[:300]
-    connection.account_url = account.url
+    connection.account_url = calls.account_url(account)
     connection.account_settings = json.dumps(dict(account.settings), sort_keys=True)
     connection.params = json.dumps(request.params, sort_keys=True)
     connection.oauth_client_id = oauth_client_id
@@ -189,7 +194,16 @@ def store_connected(  # noqa: PLR0913 - who, what and how it was connected
     connection.rate_limited_until = None
     connection.last_checked_at = utcnow()
     if existing is None:
-        repo.add(connection)
+        if repo.count() >= MAX_CONNECTIONS:
+            raise Conflict(f"A workspace has at most {MAX_CONNECTIONS} connections.")
+        try:
+            with session.begin_nested():
+                repo.add(connection)
+        except IntegrityError:
+            raise Conflict(
+                "This account was connected by another request at the same moment; "
+                "it is in the list now."
+            ) from None
     calls.store_credentials(rt, connection, connected.credentials)
     session.flush()
     event = (
@@ -217,11 +231,14 @@ def record_disconnect(
     principal: Principal,
     connection_id: int,
     *,
-    revoked: bool,
+    revocation: str,
 ) -> None:
-    """Delete the connection (its sealed credentials go with the row) and audit it."""
+    """Delete the connection (its sealed credentials go with the row) and audit it with
+    what happened at the platform: ``revoked``, ``not_offered``, ``already_invalid`` or
+    ``failed`` (a forced disconnect while the platform could not be reached or refused).
+    """
     connection = get_connection(session, principal, connection_id)
-    if revoked:
+    if revocation == calls.REVOKED:
         rt.audit.record(
             session,
             AuditEventType.CONNECTION_TOKEN_REVOKED,
@@ -235,8 +252,13 @@ def record_disconnect(
         AuditEventType.CONNECTION_CONNECTION_DISCONNECTED,
         principal.actor,
         target=Target("connection", str(connection.id)),
-        context={"provider": connection.provider, "revoked_at_platform": revoked},
+        context={
+            "provider": connection.provider,
+            "revoked_at_platform": revocation == calls.REVOKED,
+            "revocation": revocation,
+        },
         workspace_id=principal.workspace_id,
+        result=AuditResult.SUCCESS if revocation != "failed" else AuditResult.FAILURE,
     )
     _repo(session, principal).delete(connection)
 

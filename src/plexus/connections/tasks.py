@@ -70,3 +70,12 @@ def check_connections_daily(session: Session) -> None:
     """
     for connection_id in repository.active_ids(session):
         enqueue(session, check_connection, connection_id)
+
+
+@periodic(daily_at(4, 53))
+def purge_oauth_flows(session: Session) -> None:
+    """Every night: delete authorization flows spent or expired more than a day ago (a
+    spent flow keeps only its state's HMAC, for telling a replay from a forgery).
+    """
+    removed = repository.purge_flows(session, utcnow() - timedelta(days=1))
+    log.info("oauth_flows_purged", removed=removed)

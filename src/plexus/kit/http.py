@@ -30,10 +30,34 @@ DEFAULT_LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connectio
 USER_AGENT: Final = "Plexus (+https://github.com/plexus-hub)"
 
 
+#: IPv6 ranges that carry an IPv4 address (NAT64, 6to4, IPv4-compatible) or are
+#: deprecated site-local: the embedded IPv4 address decides, or the range is refused.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _SIX_TO_FOUR:
+        return address.sixtofour
+    if any(address in network for network in (*_NAT64, _IPV4_COMPATIBLE)):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for a globally routable unicast address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """True for a globally routable unicast address (an IPv4 address embedded in IPv6 by
+    mapping, NAT64, 6to4 or the old compatible form counts as that IPv4 address).
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _SITE_LOCAL:
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded
     return address.is_global and not address.is_multicast
 
 

@@ -30,7 +30,10 @@ class OAuthClientRegistration(Base):
     """An OAuth client Plexus registered at one instance of a platform (Mastodon apps)."""
 
     __tablename__ = "oauth_clients"
-    __table_args__ = (UniqueConstraint("provider", "registration_key", "redirect_uri"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "registration_key", "redirect_uri"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(40))
@@ -49,6 +52,9 @@ class Connection(Base):
     __table_args__ = (
         UniqueConstraint("workspace_id", "provider", "external_id"),
         Index("ix_connections_refresh_due", "status", "refresh_due_at"),
+        # Ids are never reused (SQLite would reuse a deleted row's): a job or a refresh in
+        # flight for a deleted connection must never find another connection under its id.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
@@ -95,6 +101,7 @@ class OAuthFlow(Base):
     """
 
     __tablename__ = "oauth_flows"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -122,7 +129,10 @@ class Notification(Base):
     """Something a member should see in Plexus (a connection that needs reconnecting)."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_user_unread", "user_id", "read_at"),)
+    __table_args__ = (
+        Index("ix_notifications_user_unread", "user_id", "read_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int] = mapped_column(

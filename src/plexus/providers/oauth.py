@@ -184,15 +184,25 @@ def revoke_token(
     if not token:
         return
     body = httpx.QueryParams({"token": token, "token_type_hint": hint})
-    headers, encoded = _client_auth(client, spec.token_auth_method, spec.revoke_url, str(body))
+    method = spec.token_auth_method if client.client_secret else TokenAuthMethod.NONE
+    headers, encoded = _client_auth(client, method, spec.revoke_url, str(body))
     try:
         response = http.post(spec.revoke_url, content=encoded, headers=headers)
     except httpx.HTTPError as exc:
         raise raise_for_transport(exc, platform) from None
-    if response.status_code in (429, 503):
+    status = response.status_code
+    if status in (429, 503) or status >= 500:  # noqa: PLR2004
         raise ProviderRetryable(
-            f"{platform} revocation answered {response.status_code}",
+            f"{platform} revocation answered {status}",
             retry_after=retry_after_seconds(response),
+            rate_limited=status == 429,  # noqa: PLR2004
         )
-    if response.status_code >= 500:  # noqa: PLR2004
-        raise ProviderRetryable(f"{platform} revocation answered {response.status_code}")
+    if 200 <= status < 300:  # noqa: PLR2004
+        return
+    try:
+        error = str(response.json().get("error", status))
+    except (ValueError, AttributeError):
+        error = str(status)
+    if status == 400 and error == "invalid_token":  # noqa: PLR2004
+        raise ProviderNeedsReauth(f"{platform} no longer knows the token (invalid_token)")
+    raise ProviderRejected(f"{platform} refused the revocation ({error})")

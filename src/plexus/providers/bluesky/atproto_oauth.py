@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 SCOPE: Final = "atproto transition:generic"
 METADATA_PATH: Final = "/oauth/bluesky/client-metadata.json"
 PLATFORM: Final = "Bluesky"
+#: The longest endpoint URL taken from an authorization server's metadata.
+MAX_ENDPOINT_LENGTH: Final = 1000
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
@@ -81,6 +83,8 @@ def client_metadata(public_url: str, redirect_uri: str) -> dict[str, Any]:
 def _json(http: httpx.Client, url: str, what: str) -> dict[str, Any]:
     try:
         response = http.get(url, headers={"accept": "application/json"})
+    except httpx.InvalidURL:
+        raise ProviderRejected(f"the address of {what} is not valid") from None
     except httpx.HTTPError as exc:
         raise raise_for_transport(exc, what) from None
     if response.status_code >= 500:  # noqa: PLR2004
@@ -98,10 +102,14 @@ def _json(http: httpx.Client, url: str, what: str) -> dict[str, Any]:
 
 def _endpoint(meta: Mapping[str, Any], key: str, required: bool = True) -> str | None:  # noqa: FBT001, FBT002
     value = meta.get(key)
-    if isinstance(value, str) and value:
-        parts = urlsplit(value)
-        loopback = parts.hostname in {"localhost", "127.0.0.1"}
-        if parts.scheme == "https" or (parts.scheme == "http" and loopback):
+    if isinstance(value, str) and value and len(value) <= MAX_ENDPOINT_LENGTH:
+        try:
+            parts = urlsplit(value)
+            loopback = parts.hostname in {"localhost", "127.0.0.1"}
+            _ = parts.port, httpx.URL(value)  # a bad port or host raises here, not later
+        except (ValueError, httpx.InvalidURL):
+            parts, loopback = None, False
+        if parts is not None and (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
             return value
     if required:
         raise ProviderRejected(f"the Bluesky authorization server gives no usable {key}")
@@ -146,6 +154,10 @@ def post_form(
         }
         try:
             response = http.post(url, content=urlencode(dict(form)), headers=headers)
+        except httpx.InvalidURL:
+            raise ProviderRejected(
+                "the Bluesky authorization server address is not valid"
+            ) from None
         except httpx.HTTPError as exc:
             raise raise_for_transport(exc, "the Bluesky authorization server") from None
         learned = key.learn_nonce(response)

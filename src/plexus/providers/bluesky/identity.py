@@ -9,6 +9,7 @@ https://atproto.com/specs/handle.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlsplit
 
@@ -30,14 +31,16 @@ HANDLE_RE: Final = re.compile(
 DID_RE: Final = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
 MAX_HANDLE_LENGTH: Final = 253
 MAX_DID_LENGTH: Final = 2048
+#: The longest service (PDS, entryway, PLC directory) address accepted.
+MAX_SERVICE_URL_LENGTH: Final = 512
 
 
 def is_handle(value: str) -> bool:
-    return len(value) <= MAX_HANDLE_LENGTH and HANDLE_RE.match(value) is not None
+    return len(value) <= MAX_HANDLE_LENGTH and HANDLE_RE.fullmatch(value) is not None
 
 
 def is_did(value: str) -> bool:
-    return len(value) <= MAX_DID_LENGTH and DID_RE.match(value) is not None
+    return len(value) <= MAX_DID_LENGTH and DID_RE.fullmatch(value) is not None
 
 
 def normalize_identifier(value: str) -> str:
@@ -58,15 +61,31 @@ def service_url(value: str, what: str) -> str:
     credentials, no query. The guarded client decides whether the host may be reached.
     """
     value = value.strip().rstrip("/")
-    parts = urlsplit(value)
-    loopback = parts.hostname in {"localhost", "127.0.0.1", "::1"}
+    if len(value) > MAX_SERVICE_URL_LENGTH:
+        raise ProviderRejected(f"the {what} is too long")
+    if any(c.isspace() or unicodedata.category(c).startswith("C") for c in value):
+        raise ProviderRejected(f"the {what} must not hold spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+        port = parts.port  # raises ValueError for a port out of range
+    except ValueError:
+        raise ProviderRejected(f"the {what} is not a valid URL") from None
+    loopback = hostname in {"localhost", "127.0.0.1", "::1"}
     if parts.scheme not in {"https", "http"} or (parts.scheme == "http" and not loopback):
         raise ProviderRejected(f"the {what} must be an https:// URL")
-    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+    if not hostname or parts.username or parts.password or parts.query or parts.fragment:
         raise ProviderRejected(f"the {what} must be a plain https:// origin")
     if parts.path not in {"", "/"}:
         raise ProviderRejected(f"the {what} must be an origin without a path")
-    return f"{parts.scheme}://{parts.netloc}"
+    origin = f"{parts.scheme}://{parts.netloc}"
+    try:
+        httpx.URL(origin + "/xrpc/")
+    except (httpx.InvalidURL, ValueError):
+        raise ProviderRejected(f"the {what} is not a valid URL") from None
+    if port == 0:
+        raise ProviderRejected(f"the {what} is not a valid URL")
+    return origin
 
 
 def pds_endpoint(did_doc: Mapping[str, Any], did: str) -> str | None:
@@ -109,7 +128,13 @@ def did_document_url(did: str, plc_url: str) -> str:
         host = did.removeprefix("did:web:")
         if ":" in host.replace("%3A", ""):
             raise ProviderRejected("did:web with a path is not supported by atproto")
-        return f"https://{host.replace('%3A', ':')}/.well-known/did.json"
+        if "%" in host.replace("%3A", ""):
+            raise ProviderRejected("that did:web names no valid host")
+        try:
+            origin = service_url(f"https://{host.replace('%3A', ':')}", "did:web host")
+        except ProviderRejected:
+            raise ProviderRejected("that did:web names no valid host") from None
+        return f"{origin}/.well-known/did.json"
     raise ProviderRejected("only did:plc and did:web accounts are supported")
 
 
@@ -118,6 +143,8 @@ def resolve_did(http: httpx.Client, did: str, plc_url: str) -> dict[str, Any]:
     url = did_document_url(did, plc_url)
     try:
         response = http.get(url, headers={"accept": "application/did+ld+json, application/json"})
+    except httpx.InvalidURL:
+        raise ProviderRejected("the DID directory address is not a valid URL") from None
     except httpx.HTTPError as exc:
         raise raise_for_transport(exc, "the DID directory") from None
     if response.status_code >= 500:  # noqa: PLR2004

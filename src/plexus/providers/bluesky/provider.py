@@ -78,6 +78,10 @@ MAX_LANGS: Final = 3
 ACCOUNT_PASSWORD_SCOPE: Final = "com.atproto.access"  # noqa: S105 - a scope name
 AUTH_APP_PASSWORD: Final = "app_password"  # noqa: S105 - a mode name, not a secret
 AUTH_OAUTH: Final = "oauth"
+#: What Plexus stores about an account (``Account`` columns): id, name, link.
+MAX_EXTERNAL_ID: Final = 300
+MAX_DISPLAY_NAME: Final = 300
+MAX_ACCOUNT_URL: Final = 1000
 _LANG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
@@ -93,6 +97,16 @@ def parse_post_uri(uri: str) -> tuple[str, str, str]:
     if len(parts) != 3 or not all(parts):  # noqa: PLR2004 - authority, collection, rkey
         raise ProviderRejected("not an at:// record URI")
     return parts[0], parts[1], parts[2]
+
+
+def check_storable_did(did: str) -> None:
+    """Refuse a DID that is invalid or too long to be the account's id (300 characters):
+    a shortened DID could name another account.
+    """
+    if not identity.is_did(did):
+        raise ProviderRejected("Bluesky answered without a valid DID")
+    if len(did) > MAX_EXTERNAL_ID:
+        raise ProviderRejected(f"DIDs longer than {MAX_EXTERNAL_ID} characters are not supported")
 
 
 class BlueskyProvider(Provider):
@@ -194,11 +208,22 @@ class BlueskyProvider(Provider):
         return str(did)
 
     def _account(self, did: str, handle: str, settings: Mapping[str, Any]) -> Account:
+        """The account as stored: the DID is its id (refused, never shortened, when too
+        long to store), the handle its name when it is a valid one (else the DID).
+        """
+        check_storable_did(did)
+        handle = handle.lower()
+        name = handle if identity.is_handle(handle) else did
+        display_name = f"@{name}" if name == handle else name
+        if len(display_name) > MAX_DISPLAY_NAME:
+            display_name = display_name[: MAX_DISPLAY_NAME - 1] + "…"
+        profile = f"{self._web_url}/profile/{name}"
         return Account(
             external_id=did,
-            display_name=f"@{handle}",
-            url=f"{self._web_url}/profile/{handle}",
-            settings={**settings, "did": did, "handle": handle},
+            display_name=display_name,
+            # Too long to store: no link rather than a shortened one pointing elsewhere.
+            url=profile if len(profile) <= MAX_ACCOUNT_URL else None,
+            settings={**settings, "did": did, "handle": name},
         )
 
     def post_url(self, uri: str) -> str:
@@ -233,6 +258,8 @@ class BlueskyProvider(Provider):
     def connect_with_fields(self, fields: Mapping[str, str]) -> Connected:
         """Create a session with the app password and find the account's PDS."""
         identifier = identity.normalize_identifier(fields.get("identifier", ""))
+        if identifier.startswith("did:"):
+            check_storable_did(identifier)
         password = fields.get("app_password", "").strip()
         if not password:
             raise ProviderRejected("an app password is required")
@@ -250,8 +277,11 @@ class BlueskyProvider(Provider):
                     "that is the account password: create an app password and use it instead"
                 )
             did, handle = str(data.get("did") or ""), str(data.get("handle") or "")
-            if not identity.is_did(did):
-                raise ProviderRejected("Bluesky answered without a valid DID")
+            try:
+                check_storable_did(did)
+            except ProviderRejected:
+                self._delete_session(http, service, credentials)  # leave no session behind
+                raise
             did_doc = data.get("didDoc")
             pds, _ = identity.find_pds(
                 http, did, did_doc if isinstance(did_doc, dict) else None, self._plc_url
@@ -305,6 +335,7 @@ class BlueskyProvider(Provider):
                 if resolved is None:
                     raise ProviderRejected(f"the handle {ident} does not resolve to an account")
                 did = resolved
+            check_storable_did(did)
             doc = identity.resolve_did(http, did, self._plc_url)
             handle = identity.handle_of(doc)
             if not ident.startswith("did:") and handle != ident:
@@ -457,6 +488,17 @@ class BlueskyProvider(Provider):
             if data.get("did") != did:
                 raise ProviderNeedsReauth("the app password belongs to another account")
             return fresh
+
+    def can_revoke(self, link: Link) -> bool:
+        """What ``revoke`` reaches: the revocation endpoint (OAuth, when the authorization
+        server has one) or ``deleteSession`` at the PDS (app-password sessions).
+        """
+        credentials = link.credentials
+        settings = link.account.settings
+        if self._is_oauth(link):
+            token = credentials.refresh_token or credentials.access_token
+            return bool(settings.get("revocation_endpoint")) and bool(token)
+        return bool(settings.get("pds_url")) and bool(credentials.refresh_token)
 
     def revoke(self, link: Link) -> None:
         """End the session: ``deleteSession`` with the refresh JWT for app-password

@@ -177,6 +177,8 @@ class Xrpc:
                 response = self._http.request(
                     method, url, params=params, content=content, headers=headers
                 )
+            except httpx.InvalidURL:
+                raise ProviderRejected(f"the {PLATFORM} service address is not valid") from None
             except httpx.HTTPError as exc:
                 raise raise_for_transport(exc, PLATFORM) from None
             if response.is_success:

@@ -320,11 +320,15 @@ class DiscordProvider(Provider):
         del link
         return False
 
+    def can_revoke(self, link: Link) -> bool:
+        """Only an OAuth-created webhook (and its grant) is revoked; a pasted one is not."""
+        return link.account.settings.get("origin") == ORIGIN_OAUTH
+
     def revoke(self, link: Link) -> None:
         """OAuth-created: delete the webhook Plexus made, then revoke the grant. Pasted:
         nothing at Discord, because the webhook is the user's own and may serve others.
         """
-        if link.account.settings.get("origin") != ORIGIN_OAUTH:
+        if not self.can_revoke(link):
             return
         hook = self._webhook(link)
         # A refused token means the webhook cannot post any more either: nothing to delete.

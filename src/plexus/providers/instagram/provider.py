@@ -301,6 +301,10 @@ class InstagramProvider(Provider):
             )
         return renewed
 
+    def can_revoke(self, link: Link) -> bool:
+        """``revoke`` de-authorizes the app whenever there is a token to do it with."""
+        return bool(link.credentials.access_token)
+
     def revoke(self, link: Link) -> None:
         """``DELETE /me/permissions``: de-authorizes the app for this user."""
         token = link.credentials.access_token

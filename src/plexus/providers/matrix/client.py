@@ -8,8 +8,9 @@ of ``plexus.providers.base``. Nothing here knows about posts or rooms.
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from plexus.kit.http import DestinationPolicy
 
 PLATFORM: Final = "the Matrix homeserver"
+#: The longest homeserver address accepted (a server name is at most 255 characters).
+MAX_HOMESERVER_LENGTH: Final = 512
 CLIENT_API: Final = "/_matrix/client/v3"
 #: Statuses Matrix uses for a refused token; the errcode says which case it is.
 _TOKEN_ERRCODES: Final = frozenset({"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"})
@@ -95,24 +98,52 @@ def normalise_homeserver(value: str, policy: DestinationPolicy) -> str:
     refused, since the access token would travel in clear, except to an IP address inside
     a network the operator explicitly allowed (a homeserver on the same host or LAN).
     """
-    text = value.strip()
-    if not text:
-        raise ProviderRejected("give the homeserver's address")
-    if "://" not in text:
-        text = f"https://{text}"
-    parts = urlsplit(text)
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise ProviderRejected("the homeserver address must be an https:// URL")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ProviderRejected("the homeserver address must be a plain https:// URL")
-    address = _ip_literal(parts.hostname)
+    parts = _split_homeserver(value)
+    hostname = str(parts.hostname)
+    address = _ip_literal(hostname)
     if address is not None and not policy.permits(address):
         # The guarded client would refuse it too, after resolving; say why up front.
         raise ProviderRejected("the homeserver address is not a public address")
     allowed = address is not None and any(address in n for n in policy.allowed_networks)
     if parts.scheme == "http" and not allowed:
         raise ProviderRejected("the homeserver address must use https://")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    normalised = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    try:
+        httpx.URL(normalised + CLIENT_API)
+    except (httpx.InvalidURL, ValueError):
+        raise ProviderRejected("the homeserver address is not a valid URL") from None
+    return normalised
+
+
+def _split_homeserver(value: str) -> SplitResult:
+    """The parts of a homeserver address, or ProviderRejected with a short reason."""
+    text = value.strip()
+    if not text:
+        raise ProviderRejected("give the homeserver's address")
+    if len(text) > MAX_HOMESERVER_LENGTH:
+        raise ProviderRejected("the homeserver address is too long")
+    if has_control_or_space(text):
+        raise ProviderRejected("the homeserver address must not hold spaces or control characters")
+    if "://" not in text:
+        text = f"https://{text}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError for a port out of range
+        hostname = parts.hostname
+    except ValueError:
+        raise ProviderRejected("the homeserver address is not a valid URL") from None
+    if parts.scheme not in {"https", "http"} or not hostname:
+        raise ProviderRejected("the homeserver address must be an https:// URL")
+    if port == 0:
+        raise ProviderRejected("the homeserver address is not a valid URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ProviderRejected("the homeserver address must be a plain https:// URL")
+    return parts
+
+
+def has_control_or_space(value: str) -> bool:
+    """Whether ``value`` holds whitespace or a control, format or unassigned character."""
+    return any(c.isspace() or unicodedata.category(c).startswith("C") for c in value)
 
 
 def origin_of(base_url: str) -> str:
@@ -176,6 +207,8 @@ class MatrixClient:
                 params=params,
                 headers=sent_headers,
             )
+        except httpx.InvalidURL:
+            raise ProviderRejected(f"{PLATFORM} address is not a valid URL") from None
         except httpx.HTTPError as exc:
             raise raise_for_transport(exc, PLATFORM) from None
         if response.status_code >= 400:  # noqa: PLR2004 - the error classes

@@ -62,6 +62,7 @@ from plexus.providers.base import (
 )
 from plexus.providers.matrix.client import (
     MatrixClient,
+    has_control_or_space,
     normalise_homeserver,
     origin_of,
     path_segment,
@@ -74,7 +75,12 @@ from plexus.providers.matrix.events import (
     transaction_ids,
 )
 from plexus.providers.matrix.media import IMAGE_TYPES, image_size
-from plexus.providers.matrix.rooms import MESSAGE_EVENT, require_can_post, resolve_room
+from plexus.providers.matrix.rooms import (
+    MESSAGE_EVENT,
+    check_room,
+    require_can_post,
+    resolve_room,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -101,6 +107,14 @@ MAX_UPLOAD_BYTES: Final = "max_upload_bytes"
 #: ``LOGIN`` values: who created the access token.
 LOGIN_PASSWORD: Final = "password"  # noqa: S105 - a mode name, not a secret
 LOGIN_PASTED: Final = "pasted"
+#: Matrix user ids are at most 255 bytes; the longest Plexus stores as an account id.
+MAX_USER_ID_LENGTH: Final = 255
+#: What Plexus stores about an account (``Account`` columns): id, name, link.
+MAX_EXTERNAL_ID: Final = 300
+MAX_DISPLAY_NAME: Final = 300
+MAX_ACCOUNT_URL: Final = 1000
+#: The longest access token accepted (Synapse's are about 40 characters).
+MAX_TOKEN_LENGTH: Final = 4096
 
 
 class MatrixProvider(Provider):
@@ -163,9 +177,7 @@ class MatrixProvider(Provider):
         the user is joined to the room and may post there, and read the upload limit.
         """
         homeserver = normalise_homeserver(fields.get("homeserver", ""), self.context.destinations)
-        room = fields.get("room", "").strip()
-        if not room:
-            raise ProviderRejected("give the room to post to")
+        room = check_room(fields.get("room", ""))
         token = fields.get("access_token", "").strip()
         user = fields.get("user", "").strip()
         password = fields.get("password", "")
@@ -173,6 +185,10 @@ class MatrixProvider(Provider):
             raise ProviderRejected("give either an access token or a user name and password")
         if not token and not (user and password):
             raise ProviderRejected("give an access token, or a user name and password")
+        if token and not _plausible_token(token):
+            raise ProviderRejected("that is not a Matrix access token")
+        if user and (len(user.encode()) > MAX_USER_ID_LENGTH or has_control_or_space(user)):
+            raise ProviderRejected("that is not a Matrix user name or user id")
 
         with self._http() as http:
             base_url = self._discover(http, homeserver)
@@ -241,6 +257,9 @@ class MatrixProvider(Provider):
         user_id = me.get("user_id")
         if not isinstance(user_id, str) or not user_id.startswith("@"):
             raise ProviderRejected("the homeserver did not say whose token this is")
+        if len(user_id) > MAX_EXTERNAL_ID or has_control_or_space(user_id):
+            # Never truncated: a shortened id could name another account.
+            raise ProviderRejected("the homeserver answered with an invalid user id")
         room_id, alias = resolve_room(client, room)
         require_can_post(client, room_id, user_id)
         settings: dict[str, Any] = {
@@ -255,12 +274,13 @@ class MatrixProvider(Provider):
         upload = _upload_limit(client)
         if upload is not None:
             settings[MAX_UPLOAD_BYTES] = upload
-        return Account(
-            external_id=user_id,
-            display_name=f"{user_id} in {alias or room_id}",
-            url=f"https://matrix.to/#/{quote(user_id, safe='@:')}",
-            settings=settings,
-        )
+        display_name = f"{user_id} in {alias or room_id}"
+        if len(display_name) > MAX_DISPLAY_NAME:
+            display_name = display_name[: MAX_DISPLAY_NAME - 1] + "…"
+        profile = f"https://matrix.to/#/{quote(user_id, safe='@:')}"
+        # Too long to store: no link rather than a shortened one pointing elsewhere.
+        url = profile if len(profile) <= MAX_ACCOUNT_URL else None
+        return Account(external_id=user_id, display_name=display_name, url=url, settings=settings)
 
     # ---- token life cycle
 
@@ -277,26 +297,25 @@ class MatrixProvider(Provider):
             )
         return _credentials(answer, link.credentials)
 
+    def can_revoke(self, link: Link) -> bool:
+        """Only a device Plexus created by password login is logged out on disconnect."""
+        return link.account.settings.get(LOGIN) == LOGIN_PASSWORD
+
     def revoke(self, link: Link) -> None:
         """Log out the device Plexus created by password login; a pasted token is left
         alone (it is another client's session, see the module docstring).
+
+        Never refreshes: an expired access token (soft logout) raises
+        ``ProviderTokenExpired``, and the caller refreshes under its lock, stores the
+        rotated tokens and calls ``revoke`` again with them.
         """
-        if link.account.settings.get(LOGIN) != LOGIN_PASSWORD:
+        if not self.can_revoke(link):
             return
-        credentials = link.credentials
         with self._http() as http:
             try:
-                self._client(http, self._base_url(link), credentials).request(
+                self._client(http, self._base_url(link), link.credentials).request(
                     "POST", "/logout", json={}
                 )
-            except ProviderTokenExpired:
-                try:
-                    credentials = self.refresh(link)
-                    self._client(http, self._base_url(link), credentials).request(
-                        "POST", "/logout", json={}
-                    )
-                except ProviderNeedsReauth:
-                    return  # the refresh token is spent too: the device can do nothing
             except ProviderNeedsReauth:
                 return  # the homeserver already forgot the token: nothing left to revoke
 
@@ -471,6 +490,16 @@ def _credentials(answer: Mapping[str, Any], previous: Credentials) -> Credential
         access_token=access_token,
         expires_in=expires_in,
         refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+    )
+
+
+def _plausible_token(token: str) -> bool:
+    """An access token travels in a header: printable ASCII, no spaces, not huge."""
+    return (
+        len(token) <= MAX_TOKEN_LENGTH
+        and token.isascii()
+        and token.isprintable()
+        and " " not in token
     )
 
 

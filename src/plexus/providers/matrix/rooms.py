@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from plexus.providers.base import ProviderError, ProviderRejected
-from plexus.providers.matrix.client import path_segment
+from plexus.providers.matrix.client import has_control_or_space, path_segment
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from plexus.providers.matrix.client import MatrixClient
 
 MESSAGE_EVENT: Final = "m.room.message"
+#: Room ids and aliases are at most 255 bytes (Matrix spec, "Room IDs", "Room aliases").
+MAX_ROOM_LENGTH: Final = 255
 #: Room versions in which the creator is an ordinary user with a power level. From room
 #: version 12 on, creators are "privileged": they outrank every power level and are not
 #: listed in ``users``.
@@ -28,21 +30,41 @@ _CLASSIC_ROOM_VERSIONS: Final = frozenset(
 
 def resolve_room(client: MatrixClient, room: str) -> tuple[str, str | None]:
     """``(room_id, alias)`` for a room id (``!…``) or an alias (``#name:server``)."""
-    value = room.strip()
-    if value.startswith("!") and len(value) > 1:
+    value = check_room(room)
+    if value.startswith("!"):
         return value, None
-    if value.startswith("#") and ":" in value and len(value) > 3:  # noqa: PLR2004 - "#a:b"
-        try:
-            found = client.request(
-                "GET", f"/directory/room/{path_segment(value)}", authenticated=False
-            )
-        except ProviderRejected as exc:
-            raise ProviderRejected(f"the room alias {value} is unknown ({exc.reason})") from None
-        room_id = found.get("room_id")
-        if not isinstance(room_id, str) or not room_id.startswith("!"):
-            raise ProviderRejected(f"the homeserver gave no room id for {value}")
-        return room_id, value
-    raise ProviderRejected("the room must be a room id (!…) or an alias (#name:server)")
+    try:
+        found = client.request("GET", f"/directory/room/{path_segment(value)}", authenticated=False)
+    except ProviderRejected as exc:
+        raise ProviderRejected(f"the room alias {value} is unknown ({exc.reason})") from None
+    room_id = found.get("room_id")
+    if not isinstance(room_id, str) or not room_id.startswith("!"):
+        raise ProviderRejected(f"the homeserver gave no room id for {value}")
+    try:
+        return check_room(room_id), value
+    except ProviderRejected:
+        raise ProviderRejected(f"the homeserver gave an invalid room id for {value}") from None
+
+
+def check_room(room: str) -> str:
+    """A room id (``!opaque[:server]``) or alias (``#name:server``) as typed, checked for
+    shape before anything is sent: at most 255 bytes, no spaces or control characters.
+    """
+    value = room.strip()
+    usage = "the room must be a room id (!…) or an alias (#name:server)"
+    if not value:
+        raise ProviderRejected("give the room to post to")
+    if len(value.encode()) > MAX_ROOM_LENGTH:
+        raise ProviderRejected(f"the room id or alias is longer than {MAX_ROOM_LENGTH} bytes")
+    if has_control_or_space(value):
+        raise ProviderRejected("the room must not contain spaces or control characters")
+    if value.startswith("!") and len(value) > 1:
+        return value
+    if value.startswith("#"):
+        local, _, server = value[1:].partition(":")
+        if local and server:
+            return value
+    raise ProviderRejected(usage)
 
 
 def require_can_post(client: MatrixClient, room_id: str, user_id: str) -> None:

@@ -58,6 +58,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SandboxPlatform", "SandboxProvider"]
 
+#: What Plexus stores about an account (``Account`` columns): id, name, link.
+MAX_EXTERNAL_ID: Final = 300
+MAX_DISPLAY_NAME: Final = 300
+MAX_ACCOUNT_URL: Final = 1000
 #: The sandbox platform's one client (it needs no secret: it is a public client).
 CLIENT: Final = OAuthClient("plexus-sandbox")
 
@@ -161,10 +165,8 @@ class SandboxProvider(Provider):
         response = self._call("POST", "/accounts", json={"name": name})
         data = response.json()
         credentials = credentials_from(data)
-        account = Account(
-            external_id=str(data["account_id"]),
-            display_name=str(data["name"]),
-            url=f"{self.api_url.removesuffix('/api')}/",
+        account = _account(
+            str(data["account_id"]), str(data["name"]), f"{self.api_url.removesuffix('/api')}/"
         )
         return Connected(credentials, account)
 
@@ -175,15 +177,18 @@ class SandboxProvider(Provider):
     def can_refresh(self, link: Link) -> bool:
         return link.credentials.refresh_token is not None
 
+    def can_revoke(self, link: Link) -> bool:
+        """Always: ``revoke`` is RFC 7009 at the sandbox platform."""
+        del link
+        return True
+
     def revoke(self, link: Link) -> None:
         with self._client() as http:
             revoke_token(http, self._spec(), CLIENT, link.credentials, "the sandbox")
 
     def check_connection(self, link: Link) -> Account:
         data = self._call("GET", "/me", link).json()
-        return Account(
-            external_id=str(data["id"]), display_name=str(data["name"]), url=link.account.url
-        )
+        return _account(str(data["id"]), str(data["name"]), link.account.url)
 
     # ---- publishing
 
@@ -210,6 +215,20 @@ class SandboxProvider(Provider):
         data = self._call("GET", f"/posts/{_safe_id(external_id)}", link).json()
         state = PostState.DELETED if data.get("deleted") else PostState.PUBLISHED
         return PostStatus(state=state, url=str(data["url"]))
+
+
+def _account(external_id: str, display_name: str, url: str | None) -> Account:
+    """An account that fits the columns it is stored in: an id too long is refused (a
+    shortened one could name another account), a name is shortened, a link too long is
+    dropped rather than shortened into a wrong one.
+    """
+    if not external_id or len(external_id) > MAX_EXTERNAL_ID:
+        raise ProviderRejected("the sandbox answered with an unusable account id")
+    if len(display_name) > MAX_DISPLAY_NAME:
+        display_name = display_name[: MAX_DISPLAY_NAME - 1] + "…"
+    if url is not None and len(url) > MAX_ACCOUNT_URL:
+        url = None
+    return Account(external_id=external_id, display_name=display_name, url=url)
 
 
 def _safe_id(external_id: str) -> str:
