@@ -39,6 +39,7 @@ TEST_AUDIT_KEY = "test-audit-key-" + "k" * 40
 TEST_SECRETS = {
     "PLEXUS_PASSWORD_PEPPER": "test-pepper-" + "p" * 40,
     "PLEXUS_TOKEN_KEY": "test-token-key-" + "t" * 40,
+    "PLEXUS_INDEX_KEY": "test-index-key-" + "i" * 40,
     # 32 bytes, base64: a valid master key whose text is still easy to grep for.
     "PLEXUS_MASTER_KEY": "testMasterKey" + "M" * 30 + "=",
 }

@@ -33,6 +33,7 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PLEXUS_AUDIT_KEY": STRONG_KEY,
         "PLEXUS_PASSWORD_PEPPER": "pepper-" + STRONG_KEY,
         "PLEXUS_TOKEN_KEY": "token-" + STRONG_KEY,
+        "PLEXUS_INDEX_KEY": "index-" + STRONG_KEY,
         "PLEXUS_MASTER_KEY": "prodMasterKey" + "Q" * 30 + "=",
         "PLEXUS_TLS_CERT_FILE": str(cert),
         "PLEXUS_TLS_KEY_FILE": str(key),

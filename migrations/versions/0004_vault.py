@@ -4,11 +4,13 @@
 vault, associated data ``<table>:email:<id>``) and ``email_index`` (a keyed HMAC of the
 address; unique for users), and the plaintext columns are dropped. Existing rows are
 converted here, which needs the instance's keys: they are read from the settings
-(``PLEXUS_MASTER_KEY``, ``PLEXUS_TOKEN_KEY``, ...) only when there are rows to convert, so
-a new, empty database needs none. When rows are converted the canary is sealed too, under
-the key that sealed them; on an empty database the first start seals it. On SQLite the
-pages freed by dropping the plaintext are zeroed; on PostgreSQL the old row versions stay
-in the table files until ``VACUUM FULL users, invitations`` (docs/operations.md).
+``schema.upgrade`` is given (``PLEXUS_MASTER_KEY``, ``PLEXUS_INDEX_KEY``, ...) only
+when there are rows to convert, so a new, empty database needs none. When rows are
+converted the canary is sealed too, under the key that sealed them; on an empty database
+the first start seals it. On SQLite the pages freed by dropping the plaintext are zeroed
+(and ``schema.upgrade`` checkpoints the write-ahead log, so they reach the main file); on
+PostgreSQL the old row versions stay in the table files until ``VACUUM FULL users,
+invitations`` (docs/operations.md).
 
 Revision ID: 0004
 Revises: 0003
@@ -44,10 +46,16 @@ def _table(name: str, *columns: str) -> sa.TableClause:
 
 
 def _keys() -> tuple[Vault, BlindIndex]:
+    """The vault and the blind index (PLEXUS_INDEX_KEY) of the running process's settings."""
     from plexus.config import get_settings
     from plexus.vault.service import build_blind_index, build_vault
 
-    settings = op.get_context().config.attributes.get("settings") or get_settings()
+    config = op.get_context().config
+    # ``schema.upgrade(settings=...)`` passes them; only a bare `alembic upgrade` reads them
+    # from the environment.
+    settings = config.attributes.get("settings") if config is not None else None
+    if settings is None:
+        settings = get_settings()
     return build_vault(settings), build_blind_index(settings)
 
 

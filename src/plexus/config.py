@@ -27,7 +27,7 @@ MIN_PRODUCTION_BCRYPT_ROUNDS: Final = 10
 
 #: Fields whose value is a secret: each is a SecretStr, may come from ``PLEXUS_<NAME>_FILE``,
 #: must be at least MIN_SECRET_BYTES long in production, and is generated in development.
-SECRET_FIELDS: Final = ("audit_key", "password_pepper", "token_key", "master_key")
+SECRET_FIELDS: Final = ("audit_key", "password_pepper", "token_key", "index_key", "master_key")
 #: Further secrets that may come from ``PLEXUS_<NAME>_FILE`` but are optional.
 EXTRA_SECRET_FIELDS: Final = ("master_key_previous", "vault_token", "database_url", "redis_url")
 #: Per-provider settings: ``PLEXUS_PROVIDER_<NAME>_<KEY>``; keys ending like these are secrets.
@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     audit_key: SecretStr | None = None
     password_pepper: SecretStr | None = None
     token_key: SecretStr | None = None
+    #: Key of the blind indexes (e-mail look-ups and uniqueness); must never change.
+    index_key: SecretStr | None = None
     master_key: SecretStr | None = None
     #: Earlier master keys, comma-separated, that still unwrap while ``plexus keys rotate``
     #: moves their secrets to the current key (see docs/operations.md).

@@ -10,8 +10,14 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from plexus.kit.logging import get_logger
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
+
+    from plexus.config import Settings
+
+log = get_logger("plexus.schema")
 
 
 def migrations_dir() -> Path:
@@ -28,8 +34,16 @@ def _config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, settings: Settings | None = None) -> None:
+    """Run the migrations up to ``revision`` in one transaction.
+
+    ``settings`` are the running process's: a migration that converts existing rows (0004
+    seals e-mail addresses) takes its keys from them. Without them such a migration reads
+    the settings from the environment, which only a bare Alembic invocation should rely on.
+    """
     config = _config()
+    if settings is not None:
+        config.attributes["settings"] = settings
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
@@ -48,6 +62,33 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         finally:
             if sqlite:
                 _sqlite_pragma(connection, "PRAGMA foreign_keys=ON")
+        if sqlite:
+            _checkpoint(connection)
+
+
+def _checkpoint(connection: Connection) -> None:
+    """Move the write-ahead log into the database file, and empty it.
+
+    A migration that drops plaintext (0004) has SQLite zero the pages it frees, but in WAL
+    mode those zeroed pages sit in the ``-wal`` file while the main file still holds the
+    old ones until a checkpoint, which SQLite skips while another connection has the
+    database open. ``TRUNCATE`` waits for readers (busy timeout), copies every page back and
+    truncates the log; when a reader kept it from finishing, say so.
+    """
+    driver = connection.connection.driver_connection
+    if driver is None:  # pragma: no cover - a pooled connection always has one
+        return
+    row = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    busy, frames, checkpointed = (int(v) for v in row) if row is not None else (1, -1, -1)
+    if busy != 0:
+        log.warning(
+            "wal_checkpoint_incomplete",
+            frames=frames,
+            checkpointed=checkpointed,
+            detail="another connection kept the write-ahead log from being copied into the "
+            "database file; pages freed by the migration may linger in the old file until "
+            "every Plexus process has stopped once",
+        )
 
 
 def _sqlite_pragma(connection: Connection, pragma: str) -> None:

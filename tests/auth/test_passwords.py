@@ -477,6 +477,7 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PLEXUS_AUDIT_KEY": "audit-" + strong,
         "PLEXUS_PASSWORD_PEPPER": "pepper-" + strong,
         "PLEXUS_TOKEN_KEY": "token-" + strong,
+        "PLEXUS_INDEX_KEY": "index-" + strong,
         "PLEXUS_MASTER_KEY": "prodMasterKey" + "Q" * 30 + "=",
         "PLEXUS_TLS_CERT_FILE": str(cert),
         "PLEXUS_TLS_KEY_FILE": str(key),

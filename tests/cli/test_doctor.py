@@ -251,3 +251,28 @@ def test_doctor_fails_when_the_master_key_does_not_open_the_secrets(
     assert "cannot decrypt this database's secrets" in lines["vault"][1]
     assert wrong not in result.stdout + result.stderr
     assert_no_traceback(result)
+
+
+def test_doctor_fails_while_the_current_master_key_is_not_adopted(
+    env_vars: dict[str, str], tmp_path: Path
+):
+    """A new key with the old one as previous: services refuse until `keys rotate`."""
+    from plexus.kit.keyproviders import generate_master_key
+
+    from conftest import run_cli
+
+    sealed = run_cli(["audit", "verify"], env_vars, cwd=tmp_path)
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    rotated_env = {
+        **env_vars,
+        "PLEXUS_MASTER_KEY": generate_master_key(),
+        "PLEXUS_MASTER_KEY_PREVIOUS": env_vars["PLEXUS_MASTER_KEY"],
+    }
+    before = report_lines(run_doctor(rotated_env, tmp_path).stdout)
+    assert before["vault"][0] == "FAIL"
+    assert "plexus keys rotate" in before["vault"][1]
+    adopted = run_cli(["keys", "rotate"], rotated_env, cwd=tmp_path)
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    after = run_doctor(rotated_env, tmp_path)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert report_lines(after.stdout)["vault"][0] == "ok"

@@ -181,3 +181,58 @@ def test_an_empty_database_needs_no_keys_to_migrate(old_database):
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM vault_canary")).scalar() == 0
+
+
+@pytest.mark.skipif(BACKEND == "postgres", reason="SQLite's write-ahead log")
+def test_v14_2_4_no_plaintext_stays_in_the_main_file_while_another_connection_is_open(
+    old_database, env_vars
+):
+    """The zeroed pages reach the main file (checkpointed) even while another process keeps
+    the database open, and the keys come from the settings given, not the environment."""
+    import sqlite3
+    from pathlib import Path
+
+    from plexus.db import build_engine
+
+    url, engine = old_database
+    env = {**env_vars, "PLEXUS_DATABASE_URL": url}
+    _fill(engine, env)
+    engine.dispose()
+    path = Path(url.removeprefix("sqlite:///"))
+    other = sqlite3.connect(path)  # the old server, a backup agent, an sqlite3 shell
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("SELECT 1 FROM users").fetchall()
+    migrating = build_engine(load_settings(environ=env))
+    try:
+        upgrade(migrating, settings=load_settings(environ=env))
+    finally:
+        migrating.dispose()
+    main = path.read_bytes()
+    wal = path.with_name(path.name + "-wal")
+    try:
+        assert EMAIL.encode() not in main
+        assert INVITED.encode() not in main
+        assert not wal.exists() or wal.stat().st_size == 0
+        assert "email_sealed" in [row[1] for row in other.execute("PRAGMA table_info(users)")]
+    finally:
+        other.close()
+
+
+def test_migrate_reports_an_unreachable_key_service_in_one_line(old_database, env_vars):
+    from server_helpers import free_port
+
+    url, engine = old_database
+    env = {**env_vars, "PLEXUS_DATABASE_URL": url}
+    _fill(engine, env)
+    transit = {
+        **env,
+        "PLEXUS_KEY_PROVIDER": "vault-transit",
+        "PLEXUS_VAULT_ADDR": f"http://127.0.0.1:{free_port()}",
+        "PLEXUS_VAULT_TOKEN": "hvs.unused-" + "u" * 20,
+    }
+    result = run_cli(["migrate"], transit)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert "plexus: the key service failed during the migration (nothing was changed)" in output
+    assert current_revision(engine) == "0003"

@@ -114,12 +114,14 @@ def test_v13_3_4_rotate_rewraps_everything_and_the_old_key_can_go(
     assert before["legacy remaining"] == "2"
 
     rotating = {**env_vars, "PLEXUS_MASTER_KEY": new_key, "PLEXUS_MASTER_KEY_PREVIOUS": OLD_KEY}
-    during = _status(rotating)
-    assert during["current"] == new_id
-    assert during["not current"] == "7"
+    # Until `keys rotate` adopts the new key, nothing else starts with it.
+    refused = run_cli(["keys", "status"], rotating)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"the canary is sealed under {old_id}, not the current key {new_id}" in refused.stderr
 
     result = run_cli(["keys", "rotate", "--batch-size", "2"], rotating)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"the vault canary is now sealed under {new_id}" in result.stdout
     assert f"re-wrapped 7 value(s) under {new_id}" in result.stdout
     assert OLD_KEY not in result.stdout + result.stderr
     assert new_key not in result.stdout + result.stderr
@@ -191,3 +193,138 @@ def test_status_and_rotate_need_the_current_schema(env_vars, tmp_path):
         result = run_cli(command, fresh)
         assert result.returncode == 1
         assert "plexus migrate" in result.stderr
+
+
+# Values written meanwhile, unreadable values, and the key service's round trips ----------
+
+
+def _rotating_vault(env_vars):
+    from plexus.vault.service import build_vault
+
+    key = run_cli(["keys", "generate-master"], env_vars).stdout.strip()
+    env = {**env_vars, "PLEXUS_MASTER_KEY": key, "PLEXUS_MASTER_KEY_PREVIOUS": OLD_KEY}
+    return env, build_vault(load_settings(environ=env))
+
+
+def _stale_write(runtime, user_id: int) -> None:
+    """A process not restarted yet (the old key current) seals the user's address anew."""
+    with unit_of_work(runtime.sessions) as session:
+        session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(
+                email_sealed=runtime.secretbox.seal(b"a@example.com", USER_EMAIL.context(user_id))
+            )
+        )
+
+
+def test_v13_3_4_a_row_rewritten_meanwhile_under_the_old_key_is_read_again_and_rewrapped(
+    env_vars, runtime, monkeypatch
+):
+    from plexus.vault import service as vault
+
+    user_id, _ = create_user(runtime, "a@example.com")
+    _env, rotating = _rotating_vault(env_vars)
+    real_rewrap = rotating.rewrap
+    stale_writes: list[int] = []
+
+    def rewrap_while_the_old_process_writes(sealed, context=None):
+        if not stale_writes:  # between the rotation's read and its write
+            stale_writes.append(user_id)
+            _stale_write(runtime, user_id)
+        return real_rewrap(sealed, context)
+
+    monkeypatch.setattr(rotating, "rewrap", rewrap_while_the_old_process_writes)
+    result = vault.rotate_batch(
+        lambda: unit_of_work(runtime.sessions), rotating, USER_EMAIL, after=None
+    )
+    monkeypatch.undo()
+    assert result.failed == []
+    assert result.changed_meanwhile == 1
+    assert result.rewrapped == 1
+    assert result.unsettled == []
+    with unit_of_work(runtime.sessions) as session:
+        status = vault.vault_status(session, rotating)
+    assert status.not_current == sum(n for k, n in status.by_key.items() if k != status.current_key)
+    column = next(c for c in status.columns if c.name == USER_EMAIL.name)
+    assert column.by_key == {rotating.current_key_id(): 1}
+
+
+def test_v13_3_4_rotate_exits_1_while_a_process_keeps_sealing_under_the_old_key(
+    env_vars, runtime, monkeypatch
+):
+    """The last pass finds the value still under the old key: exit 1, saying what to do."""
+    from typer.testing import CliRunner
+
+    from plexus.cli import app
+
+    user_id, _ = create_user(runtime, "a@example.com")
+    env, _vault = _rotating_vault(env_vars)
+    assert run_cli(["keys", "status"], env_vars).returncode == 0  # the canary
+    real_replace = SealedColumnRepository.replace
+
+    def stale_writer_wins(self, key, old, new):
+        if self.sealed is USER_EMAIL:  # the old process writes just before every attempt
+            written = runtime.secretbox.seal(b"a@example.com", USER_EMAIL.context(key))
+            self.session.execute(update(User).where(User.id == key).values(email_sealed=written))
+        return real_replace(self, key, old, new)
+
+    monkeypatch.setattr(SealedColumnRepository, "replace", stale_writer_wins)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["keys", "rotate"])
+    assert result.exit_code == 1, result.output
+    assert f"users.email_sealed[{user_id}] kept changing" in result.output
+    assert (
+        "1 sealed value(s) are still not under "
+        f"{master_key_id(decode_master_key(env['PLEXUS_MASTER_KEY']))}: a process still runs "
+        "with the old key: restart it with the new configuration and run `plexus keys rotate` "
+        "again"
+    ) in result.output
+
+
+def test_status_counts_an_unreadable_value_as_not_current_and_rotate_fails(env_vars, runtime):
+    user_id, _ = create_user(runtime, "a@example.com")
+    assert run_cli(["keys", "status"], env_vars).returncode == 0  # the canary
+    with unit_of_work(runtime.sessions) as session:
+        session.execute(
+            update(User).where(User.id == user_id).values(email_sealed=b"\x02\x00garbage")
+        )
+    status = run_cli(["keys", "status"], env_vars)
+    assert "unreadable=1" in status.stdout
+    assert "not under the current key: 1" in status.stdout
+    rotated = run_cli(["keys", "rotate"], env_vars)
+    assert rotated.returncode == 1, rotated.stdout + rotated.stderr
+    assert f"could not re-wrap users.email_sealed[{user_id}]" in rotated.stderr
+    assert "1 sealed value(s) cannot be read with the configured keys" in rotated.stderr
+
+
+def test_a_rotation_batch_holds_no_transaction_during_key_service_calls(env_vars, runtime):
+    """A key service answers in tens of milliseconds per value: no connection (so no SQLite
+    write lock) is held meanwhile, and the application's writes go through at once."""
+    from plexus.kit.keyproviders import LocalKeyProvider
+    from plexus.kit.vault import Vault
+    from plexus.vault import service as vault
+
+    ids = [create_user(runtime, f"u{i}@example.com")[0] for i in range(3)]
+    checked_out: list[int] = []
+    app_writes: list[float] = []
+
+    class Watching(LocalKeyProvider):
+        def rewrap(self, key_id, wrapped):
+            checked_out.append(runtime.engine.pool.checkedout())
+            started = time.monotonic()
+            with unit_of_work(runtime.sessions) as session:  # the application, meanwhile
+                session.execute(update(User).where(User.id == ids[0]).values(display_name="x"))
+            app_writes.append(time.monotonic() - started)
+            return super().rewrap(key_id, wrapped)
+
+    env, _ = _rotating_vault(env_vars)
+    new = decode_master_key(env["PLEXUS_MASTER_KEY"])
+    watched = Vault(Watching(new, [decode_master_key(OLD_KEY)]))
+    result = vault.rotate_batch(
+        lambda: unit_of_work(runtime.sessions), watched, USER_EMAIL, after=None
+    )
+    assert result.rewrapped == 3
+    assert checked_out == [0, 0, 0]
+    assert max(app_writes) < 1.0

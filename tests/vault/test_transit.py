@@ -149,3 +149,53 @@ def test_transit_settings_are_checked(env_vars):
     result = run_cli(["keys", "status"], missing)
     assert result.returncode == 2
     assert "PLEXUS_VAULT_TOKEN" in result.stderr
+
+
+def test_v11_3_3_a_key_id_relabelled_to_the_latest_version_is_refused(fake_vault):
+    """The envelope's key id must name the version its transit ciphertext was made with: a
+    value relabelled as current would otherwise be skipped by rotation and counted as done."""
+    from plexus.kit.keyproviders import TransitKeyProvider
+    from plexus.kit.secretbox import SealedValueError
+    from plexus.kit.vault import Envelope, Vault
+
+    provider = TransitKeyProvider.connect(
+        address=fake_vault.address, token=TOKEN, key_name="plexus"
+    )
+    vault = Vault(provider)
+    context = "connections:credentials:7"
+    sealed = vault.seal(b"refresh-token", context)
+    provider.rotate()
+    envelope = Envelope.decode(sealed)
+    assert envelope.key_id.endswith(":v1")
+    relabelled = Envelope(
+        provider.current_key_id(), envelope.wrapped, envelope.nonce, envelope.ciphertext
+    ).encode()
+    for attempt in (
+        lambda: vault.key_id_of(relabelled),
+        lambda: vault.open(relabelled, context),
+        lambda: vault.rewrap(relabelled, context),
+    ):
+        with pytest.raises(SealedValueError, match=r"labelled .*:v2 but .* version 1"):
+            attempt()
+    assert vault.open(sealed, context) == b"refresh-token"  # the genuine one still opens
+    assert vault.key_id_of(vault.rewrap(sealed, context)).endswith(":v2")
+
+
+def test_rotate_reports_a_key_service_failure_mid_batch_in_one_line(
+    client, runtime, fake_vault, env_vars
+):
+    create_user(runtime, EMAIL)
+    assert run_cli(["keys", "status"], env_vars).returncode == 0
+    fake_vault.outage_after["rewrap"] = 1
+    result = run_cli(["keys", "rotate", "--batch-size", "1"], env_vars)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert "plexus: the key service failed: HashiCorp Vault failed re-wrapping a data key" in (
+        result.stderr
+    )
+    assert TOKEN not in output
+    fake_vault.outage_after.clear()
+    again = run_cli(["keys", "rotate", "--no-new-key"], env_vars)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "not under the current key: 0" in _status_lines(env_vars)

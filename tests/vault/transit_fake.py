@@ -68,6 +68,9 @@ class FakeTransit:
         self.mount = mount
         self.keys: dict[str, TransitKey] = {}
         self.calls: list[Call] = []
+        #: operation ("rewrap", "encrypt", ...) -> how many more calls succeed before the
+        #: fake answers 503 (sealed) to every further one.
+        self.outage_after: dict[str, int] = {}
         self.app = Starlette(
             routes=[Route("/v1/{path:path}", self._dispatch, methods=["GET", "POST", "PUT"])],
         )
@@ -98,6 +101,11 @@ class FakeTransit:
         self.calls.append(Call(request.method, path, body))
         if request.headers.get("X-Vault-Token") != self.token:
             return _errors(403, "permission denied")
+        operation = path.removeprefix(f"{self.mount}/").split("/", 1)[0]
+        if operation in self.outage_after:
+            if self.outage_after[operation] <= 0:
+                return _errors(503, "Vault is sealed")
+            self.outage_after[operation] -= 1
         try:
             return self._route(request.method, path, body)
         except VaultError as exc:

@@ -5,7 +5,8 @@ check that the configured keys open this database's secrets (exit 2 when they do
 from __future__ import annotations
 
 import sys
-from typing import Any, Final
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
@@ -15,7 +16,11 @@ from plexus.kit.logging import configure_logging
 from plexus.runtime import Runtime, init_runtime
 from plexus.vault.service import KeyServiceError, MasterKeyMismatch, check_canary
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 EXIT_CONFIG: Final = 2
+EXIT_FAILURE: Final = 1
 
 
 def settings_or_exit(overrides: dict[str, Any] | None = None) -> Settings:
@@ -30,15 +35,17 @@ def settings_or_exit(overrides: dict[str, Any] | None = None) -> Settings:
     return settings
 
 
-def vault_or_exit(rt: Runtime) -> None:
-    """Open the vault canary (sealing it on first start); exit 2 when the keys are wrong.
+def vault_or_exit(rt: Runtime, *, adopt: bool = False) -> str:
+    """Open the vault canary (sealing it on first start); exit 2 when the keys are wrong or
+    the current key is not the one the canary is sealed under.
 
-    A database whose schema predates the vault passes: only ``plexus migrate`` (which
-    checks again afterwards) may work on it.
+    ``adopt`` (only ``plexus keys rotate``) re-seals the canary under the current key
+    instead. A database whose schema predates the vault passes: only ``plexus migrate``
+    (which checks again afterwards) may work on it. Returns what ``check_canary`` did.
     """
     try:
         with unit_of_work(rt.sessions) as session:
-            check_canary(session, rt.secretbox)
+            return check_canary(session, rt.secretbox, adopt=adopt)
     except MasterKeyMismatch as exc:
         sys.stderr.write(f"plexus: configuration error: {exc}\n")
         raise typer.Exit(EXIT_CONFIG) from None
@@ -51,12 +58,38 @@ def runtime_or_exit(
     overrides: dict[str, Any] | None = None, *, check_vault: bool = True
 ) -> Runtime:
     """Settings, wiring and (unless ``check_vault`` is off) the vault canary, or exit 2."""
-    rt = init_runtime(settings_or_exit(overrides))
+    settings = settings_or_exit(overrides)
+    try:
+        rt = init_runtime(settings)
+    except ConfigError as exc:  # the vault the settings describe cannot be built
+        for problem in exc.problems:
+            sys.stderr.write(f"plexus: configuration error: {problem}\n")
+        raise typer.Exit(EXIT_CONFIG) from None
     if check_vault:
         vault_or_exit(rt)
     return rt
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
+def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     sys.stderr.write(f"plexus: {message}\n")
     return typer.Exit(code)
+
+
+@contextmanager
+def migration_errors() -> Iterator[None]:
+    """Turn what a migration converting sealed rows can raise into one line and an exit code.
+
+    Keys that do not open the stored secrets, or a vault the settings cannot build, are
+    configuration errors (exit 2); a key service failing meanwhile is a runtime failure
+    (exit 1). The migration runs in one transaction, so nothing was changed.
+    """
+    try:
+        yield
+    except MasterKeyMismatch as exc:
+        raise fail(f"configuration error: {exc}", code=EXIT_CONFIG) from None
+    except ConfigError as exc:
+        raise fail(f"configuration error: {exc}", code=EXIT_CONFIG) from None
+    except KeyServiceError as exc:
+        raise fail(
+            f"the key service failed during the migration (nothing was changed): {exc}"
+        ) from None

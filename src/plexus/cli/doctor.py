@@ -109,6 +109,15 @@ def _vault_findings(rt: Runtime) -> list[Finding]:
             state = canary_state(session, rt.secretbox)
             if state == "mismatch":
                 return [Finding("fail", "vault", MISMATCH_MESSAGE)]
+            if state == "not-current":
+                return [
+                    Finding(
+                        "fail",
+                        "vault",
+                        "the current master key is not adopted yet (services refuse to start): "
+                        "run `plexus keys rotate`",
+                    )
+                ]
             pending = vault_status(session, rt.secretbox).not_current
     except KeyServiceError as exc:
         return [Finding("fail", "vault", f"the key service failed: {exc}")]

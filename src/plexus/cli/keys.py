@@ -8,7 +8,7 @@ import typer
 
 from plexus import schema
 from plexus.audit.events import Actor, AuditEventType, Target
-from plexus.cli.common import fail, runtime_or_exit
+from plexus.cli.common import fail, runtime_or_exit, vault_or_exit
 from plexus.db import unit_of_work
 from plexus.kit.keyproviders import generate_master_key
 from plexus.runtime import Runtime
@@ -64,65 +64,111 @@ def rotate(
         ),
     ] = True,
 ) -> None:
-    """Re-wrap every sealed secret's data key under the current key, while Plexus runs.
+    """Adopt the current key and re-wrap every sealed secret's data key under it, while
+    Plexus runs.
 
-    Secrets themselves are not decrypted (values sealed before the vault are sealed anew).
-    Each batch is its own transaction and each row is written only if it still holds what
-    was read, so secrets written meanwhile are never overwritten; running it again is safe.
-    Exit code 0 when every value is under the current key, 1 when some could not be read.
+    The vault canary is re-sealed under the current key first: from then on services start
+    with it (and any other new key is refused). Secrets themselves are not decrypted (values
+    sealed before the vault are sealed anew). Each batch is read and written in two short
+    transactions, each row written only if it still holds what was read (a row changed
+    meanwhile is read again and retried), so secrets written meanwhile are never
+    overwritten; running it again is safe. A last pass counts what is not under the current
+    key: exit code 0 when nothing is, 1 otherwise (or when the key service fails).
     """
-    rt = runtime_or_exit()
+    rt = runtime_or_exit(check_vault=False)
     _current_schema(rt)
-    if new_key:
-        try:
-            made = vault.rotate_key_service(rt.secretbox)
-        except vault.KeyServiceError as exc:
-            raise fail(str(exc)) from None
-        if made is not None:
-            typer.echo(f"the key service made a new key version: {made}")
+    adopted = vault_or_exit(rt, adopt=True) == "adopted"
+    if adopted:
+        typer.echo(f"the vault canary is now sealed under {rt.secretbox.current_key_id()}")
+    try:
+        _rotate(rt, batch_size=batch_size, new_key=new_key, adopted=adopted)
+    except vault.KeyServiceError as exc:
+        raise fail(
+            f"the key service failed: {exc}; nothing was overwritten, run "
+            "`plexus keys rotate --no-new-key` again once it answers"
+        ) from None
+
+
+def _rotate(rt: Runtime, *, batch_size: int, new_key: bool, adopted: bool) -> None:
+    made = vault.rotate_key_service(rt.secretbox) if new_key else None
+    if made is not None:
+        typer.echo(f"the key service made a new key version: {made}")
+        adopted = False  # the canary is re-wrapped to the new version below, and counted there
     current = rt.secretbox.current_key_id()
     with unit_of_work(rt.sessions) as session:
         columns = vault.present_columns(session)
         total = vault.sealed_count(session)
     typer.echo(f"re-wrapping {total} sealed value(s) under {current}")
-    rewrapped = changed = 0
+    rewrapped = 1 if adopted else 0  # the canary, re-sealed first
+    changed = 0
     failed: list[str] = []
+    unsettled: list[str] = []
     with typer.progressbar(length=total, label="re-wrapping", file=None) as progress:
         for sealed in columns:
             after: object | None = None
             while True:
-                with unit_of_work(rt.sessions) as session:
-                    result = vault.rotate_batch(
-                        session,
-                        rt.secretbox,
-                        sealed,
-                        after=after,
-                        limit=batch_size,
-                        current=current,
-                    )
+                result = vault.rotate_batch(
+                    lambda: unit_of_work(rt.sessions),
+                    rt.secretbox,
+                    sealed,
+                    after=after,
+                    limit=batch_size,
+                    current=current,
+                )
                 progress.update(result.examined)
                 rewrapped += result.rewrapped
                 changed += result.changed_meanwhile
                 failed.extend(result.failed)
+                unsettled.extend(result.unsettled)
                 if result.done:
                     break
                 after = result.last
     with unit_of_work(rt.sessions) as session:
+        report = vault.vault_status(session, rt.secretbox)
         rt.audit.record(
             session,
             AuditEventType.SYSTEM_VAULT_KEY_ROTATED,
             Actor.system("cli"),
             target=Target("vault_key", current),
-            context={"rewrapped": rewrapped, "changed_meanwhile": changed, "failed": len(failed)},
+            context={
+                "rewrapped": rewrapped,
+                "changed_meanwhile": changed,
+                "failed": len(failed),
+                "not_current": report.not_current,
+            },
         )
     typer.echo(
         f"re-wrapped {rewrapped} value(s) under {current}; "
-        f"{changed} changed meanwhile (already under the current key)"
+        f"{changed} changed meanwhile (read again and retried)"
     )
-    if failed:
-        for line in failed:
-            typer.echo(f"plexus: could not re-wrap {line}", err=True)
-        raise typer.Exit(1)
+    _report_leftovers(report, current, failed, unsettled)
+
+
+def _report_leftovers(
+    report: vault.VaultStatus, current: str, failed: list[str], unsettled: list[str]
+) -> None:
+    """Exit 1, saying what to do, when the last pass finds values not under ``current``."""
+    for line in failed:
+        typer.echo(f"plexus: could not re-wrap {line}", err=True)
+    for line in unsettled:
+        typer.echo(f"plexus: {line} kept changing while it was re-wrapped", err=True)
+    if report.not_current == 0 and not failed:
+        return
+    if report.unreadable:
+        typer.echo(
+            f"plexus: {report.unreadable} sealed value(s) cannot be read with the configured "
+            "keys (see above); they are not under the current key",
+            err=True,
+        )
+    stale = report.not_current - report.unreadable
+    if stale:
+        typer.echo(
+            f"plexus: {stale} sealed value(s) are still not under {current}: a process still "
+            "runs with the old key: restart it with the new configuration and run "
+            "`plexus keys rotate` again",
+            err=True,
+        )
+    raise typer.Exit(1)
 
 
 @app.command("status")

@@ -17,13 +17,12 @@ from plexus import schema
 from plexus.app import create_app
 from plexus.audit.events import Actor, AuditEventType
 from plexus.cli.admin import first_run_admin
-from plexus.cli.common import fail, runtime_or_exit, vault_or_exit
+from plexus.cli.common import fail, migration_errors, runtime_or_exit, vault_or_exit
 from plexus.config import Environment
 from plexus.db import unit_of_work
 from plexus.kit.logging import get_logger
 from plexus.redirect import HTTPSRedirectApp
 from plexus.runtime import Runtime
-from plexus.vault.service import MasterKeyMismatch
 from plexus.worker import EmbeddedConsumer, huey, load_tasks
 
 #: Modern AEAD suites with forward secrecy for TLS 1.2 (TLS 1.3 suites are always AEAD).
@@ -100,10 +99,8 @@ class _FollowerServer(uvicorn.Server):
 
 def _prepare_database(rt: Runtime) -> None:
     if rt.settings.env is Environment.DEVELOPMENT:
-        try:
-            schema.upgrade(rt.engine)
-        except MasterKeyMismatch as exc:
-            raise fail(f"configuration error: {exc}", code=2) from None
+        with migration_errors():
+            schema.upgrade(rt.engine, settings=rt.settings)
     elif not schema.is_current(rt.engine):
         raise fail("the database schema is not at the latest migration: run `plexus migrate`")
     with unit_of_work(rt.sessions) as session:

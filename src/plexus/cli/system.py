@@ -8,23 +8,21 @@ import typer
 
 from plexus import __version__, schema
 from plexus.audit.events import Actor, AuditEventType
-from plexus.cli.common import fail, runtime_or_exit, vault_or_exit
+from plexus.cli.common import migration_errors, runtime_or_exit, vault_or_exit
 from plexus.db import unit_of_work
-from plexus.vault.service import MasterKeyMismatch
 
 
 def migrate() -> None:
     """Bring the database schema up to the latest migration.
 
     Converting existing rows (sealing e-mail addresses) uses the configured keys; a key
-    that does not open the secrets already stored stops the migration (exit 2).
+    that does not open the secrets already stored stops the migration (exit 2), and so does
+    a current key the vault canary is not sealed under (`plexus keys rotate` adopts it).
     """
     rt = runtime_or_exit()
     before = schema.current_revision(rt.engine)
-    try:
-        schema.upgrade(rt.engine)
-    except MasterKeyMismatch as exc:
-        raise fail(f"configuration error: {exc}", code=2) from None
+    with migration_errors():
+        schema.upgrade(rt.engine, settings=rt.settings)
     after = schema.current_revision(rt.engine)
     vault_or_exit(rt)
     if before != after:

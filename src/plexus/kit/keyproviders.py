@@ -41,6 +41,19 @@ _WRAP_LABEL: Final = b"plexus data key v1\x00"
 #: How long the transit key's latest version is believed before it is read again.
 _LATEST_CACHE_SECONDS: Final = 60.0
 _TRANSIT_CIPHERTEXT: Final = re.compile(r"^vault:v(\d+):[A-Za-z0-9+/=]+$")
+_TRANSIT_KEY_ID: Final = re.compile(r"^(vault-transit:[^:]+):v\d+$")
+
+
+def key_name(key_id: str) -> str:
+    """The key a key id names, without a key service's version.
+
+    ``vault-transit:transit/plexus:v3`` names version 3 of the transit key
+    ``transit/plexus``; every version is the same key to the operator (rotating it in
+    HashiCorp Vault is routine), so this answers ``vault-transit:transit/plexus``. A local
+    master key id has no version and is its own name.
+    """
+    match = _TRANSIT_KEY_ID.match(key_id)
+    return match.group(1) if match is not None else key_id
 
 
 def decode_master_key(text: str) -> bytes:
@@ -105,6 +118,13 @@ class LocalKeyProvider:
 
     def rewrap(self, key_id: str, wrapped: bytes) -> tuple[str, bytes]:
         return self.wrap(self.unwrap(key_id, wrapped))
+
+    def check_label(self, key_id: str, wrapped: bytes) -> None:
+        """Nothing to compare without the key.
+
+        The id is the wrap's associated data, so a value under a changed label does not
+        unwrap.
+        """
 
     def rotate(self) -> str | None:
         return None
@@ -193,8 +213,7 @@ class TransitKeyProvider:
         return self._from_ciphertext(wrapped)
 
     def unwrap(self, key_id: str, wrapped: bytes) -> bytes:
-        if not self.handles(key_id):
-            raise KeyUnavailable(f"key {key_id} is not this transit key")
+        self.check_label(key_id, wrapped)
         cached = self._cached(wrapped)
         if cached is not None:
             return cached
@@ -211,8 +230,7 @@ class TransitKeyProvider:
         return data_key
 
     def rewrap(self, key_id: str, wrapped: bytes) -> tuple[str, bytes]:
-        if not self.handles(key_id):
-            raise KeyUnavailable(f"key {key_id} is not this transit key")
+        self.check_label(key_id, wrapped)
         response = self._call(
             "re-wrapping a data key",
             self._client.secrets.transit.rewrap_data,
@@ -222,6 +240,25 @@ class TransitKeyProvider:
             refused=SealedValueError,
         )
         return self._from_ciphertext(str(response["data"]["ciphertext"]).encode("ascii"))
+
+    def check_label(self, key_id: str, wrapped: bytes) -> None:
+        """Refuse a value whose key id names another version than its transit ciphertext.
+
+        The envelope's key id is not authenticated, while the ciphertext's ``vault:vN:``
+        prefix is what HashiCorp Vault decrypts with: a label changed to the latest version
+        would make an old-version value look rotated (and skip ``plexus keys rotate``).
+        """
+        if not self.handles(key_id):
+            raise KeyUnavailable(f"key {key_id} is not this transit key")
+        match = _TRANSIT_CIPHERTEXT.match(wrapped.decode("ascii", "replace"))
+        if match is None:
+            raise SealedValueError("the wrapped data key is not a transit ciphertext")
+        if self._key_id(int(match.group(1))) != key_id:
+            msg = (
+                f"the sealed value is labelled {key_id} but its data key is wrapped by "
+                f"version {int(match.group(1))} of the transit key"
+            )
+            raise SealedValueError(msg)
 
     def rotate(self) -> str:
         self._call(

@@ -80,6 +80,14 @@ class KeyProvider(Protocol):
         """Re-wrap a data key under the current key; returns (key id, wrapped data key)."""
         ...
 
+    def check_label(self, key_id: str, wrapped: bytes) -> None:
+        """Raise SealedValueError when ``wrapped`` cannot have been wrapped by ``key_id``.
+
+        The key id in an envelope is not authenticated; a provider whose wrapped keys name
+        their own key (transit ciphertexts carry their version) compares the two.
+        """
+        ...
+
     def rotate(self) -> str | None:
         """Make a new current key where the provider can (a key service); returns its id.
 
@@ -202,10 +210,19 @@ class Vault:
             raise SealedValueError("the sealed value does not open in this context") from None
 
     def key_id_of(self, sealed: bytes) -> str:
-        """The id of the key that wraps this value's data key (``"legacy"`` for 0x01)."""
+        """The id of the key that wraps this value's data key (``"legacy"`` for 0x01).
+
+        Raises SealedValueError when the value is malformed, or when the provider holding
+        its key finds that the wrapped data key does not match the id it is labelled with.
+        """
         if is_legacy(sealed):
             return LEGACY_KEY_ID
-        return Envelope.decode(sealed).key_id
+        envelope = Envelope.decode(sealed)
+        for provider in self._providers:
+            if provider.handles(envelope.key_id):
+                provider.check_label(envelope.key_id, envelope.wrapped)
+                break
+        return envelope.key_id
 
     def needs_rewrap(self, sealed: bytes) -> bool:
         """True when ``rewrap`` would change which key protects the value."""

@@ -53,6 +53,17 @@ class SealedColumnRepository:
         rows = self.session.execute(statement.order_by(self._key).limit(limit)).all()
         return [(key, bytes(value)) for key, value in rows]
 
+    def values(self, keys: Sequence[object]) -> list[tuple[object, bytes]]:
+        """The rows of ``keys`` that still hold a value (a row deleted meanwhile is absent)."""
+        if not keys:
+            return []
+        statement = (
+            select(self._key, self._value)
+            .where(self._key.in_(keys), self._value.is_not(None))
+            .order_by(self._key)
+        )
+        return [(key, bytes(value)) for key, value in self.session.execute(statement).all()]
+
     def first(self) -> tuple[object, bytes] | None:
         rows = self.batch(None, 1)
         return rows[0] if rows else None

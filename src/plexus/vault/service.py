@@ -4,15 +4,20 @@
 Vault transit) with what can still be read: previous master keys, and values sealed before
 the vault (``AesGcmSecretBox``, version 0x01).
 
-The canary is a known value sealed at first start. Every later start opens it; when it does
-not open, the master key is not the one this database was sealed with, and the process
-refuses to run rather than fail on secrets one by one (or, worse, seal new secrets under a
-key nobody will have tomorrow).
+The canary is a known value sealed at first start. Every later start opens it and checks it
+is sealed under the *current* key: when it does not open, the master key is not the one this
+database was sealed with; when it opens only through a previous key, this process has a new
+current key nobody has adopted yet (another host would not open what it seals). Either way
+the process refuses to run rather than fail on secrets one by one, or seal new secrets under
+a key nobody else will have. Only ``plexus keys rotate`` adopts a new key: it re-seals the
+canary under it first (from then on services start with it), then re-wraps everything.
 
 Rotation re-wraps each sealed value of every registered column (``plexus.vault_columns``)
-under the current key, one batch per transaction, each row with a conditional UPDATE so a
-value the application writes meanwhile is never overwritten. Nothing here commits: the
-caller (``plexus keys rotate``) commits each batch.
+under the current key. A batch is read in one short transaction, re-wrapped with no
+transaction open (each value may cost a key-service round trip), and written in another
+short transaction, each row with a conditional UPDATE so a value the application writes
+meanwhile is never overwritten; such rows are read again and retried. The caller's unit of
+work (``plexus keys rotate`` passes ``unit_of_work``) opens and commits each transaction.
 """
 
 from __future__ import annotations
@@ -21,8 +26,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from plexus.config import ConfigError
 from plexus.kit.blindindex import BlindIndex
-from plexus.kit.keyproviders import LocalKeyProvider, TransitKeyProvider, decode_master_key
+from plexus.kit.keyproviders import (
+    LocalKeyProvider,
+    TransitKeyProvider,
+    decode_master_key,
+    key_name,
+)
 from plexus.kit.secretbox import AesGcmSecretBox, SealedValueError
 from plexus.kit.vault import LEGACY_KEY_ID, KeyProvider, KeyServiceError, Vault
 from plexus.models.identity import VaultCanary
@@ -30,13 +41,22 @@ from plexus.vault.repository import CanaryRepository, SealedColumnRepository
 from plexus.vault_columns import CANARY, SEALED_COLUMNS, SealedColumn
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from contextlib import AbstractContextManager
+    from typing import TypeAlias
+
     from sqlalchemy.orm import Session
 
     from plexus.config import Settings
 
+    #: A unit of work: a session in a transaction, committed when the block succeeds.
+    Transaction: TypeAlias = Callable[[], AbstractContextManager[Session]]
+
 CANARY_ID: Final = 1
 CANARY_PLAINTEXT: Final = b"plexus vault canary v1"
 DEFAULT_BATCH: Final = 200
+#: How often a batch re-reads and retries rows the application changed meanwhile.
+REWRAP_ATTEMPTS: Final = 3
 
 MISMATCH_MESSAGE: Final = (
     "the master key cannot decrypt this database's secrets: PLEXUS_MASTER_KEY is wrong or "
@@ -49,8 +69,26 @@ class MasterKeyMismatch(Exception):
     """The configured keys do not open this database's secrets; the process must not run."""
 
 
+class CanaryNotCurrent(MasterKeyMismatch):
+    """The canary opens, but only through a previous key: the current key is not adopted.
+
+    A process sealing under it would write secrets the other hosts (still on the key the
+    canary is under) cannot open; ``plexus keys rotate`` is how a new key is adopted.
+    """
+
+    def __init__(self, sealed_under: str, current: str) -> None:
+        super().__init__(
+            f"the canary is sealed under {sealed_under}, not the current key {current}: "
+            "run `plexus keys rotate` with the new key as PLEXUS_MASTER_KEY and the old one "
+            "in PLEXUS_MASTER_KEY_PREVIOUS before starting services"
+        )
+        self.sealed_under = sealed_under
+        self.current = current
+
+
 def build_blind_index(settings: Settings) -> BlindIndex:
-    return BlindIndex(settings.secret("token_key").encode())
+    """The blind index of e-mail addresses, keyed by PLEXUS_INDEX_KEY (never the token key)."""
+    return BlindIndex(settings.secret("index_key").encode())
 
 
 def build_vault(settings: Settings) -> Vault:
@@ -75,8 +113,8 @@ def build_vault(settings: Settings) -> Vault:
         local = LocalKeyProvider(keys[0], keys[1:])
     if settings.key_provider == "vault-transit":
         if settings.vault_addr is None or settings.vault_token is None:
-            msg = "vault-transit needs PLEXUS_VAULT_ADDR and PLEXUS_VAULT_TOKEN"
-            raise ValueError(msg)
+            msg = "PLEXUS_KEY_PROVIDER=vault-transit needs PLEXUS_VAULT_ADDR and PLEXUS_VAULT_TOKEN"
+            raise ConfigError([msg])
         transit = TransitKeyProvider.connect(
             address=settings.vault_addr,
             token=settings.vault_token.get_secret_value(),
@@ -86,16 +124,20 @@ def build_vault(settings: Settings) -> Vault:
         )
         return Vault(transit, readers=[local] if local is not None else [], legacy=legacy)
     if local is None:
-        msg = "PLEXUS_MASTER_KEY is not set"
-        raise ValueError(msg)
+        msg = "PLEXUS_MASTER_KEY is required with PLEXUS_KEY_PROVIDER=local"
+        raise ConfigError([msg])
     return Vault(local, legacy=legacy)
 
 
 # The canary -------------------------------------------------------------------------------
 
 
-def _opens_an_existing_secret(session: Session, vault: Vault) -> bool:
-    """True when the database has no sealed value yet, or one of them opens."""
+def _existing_secret_key(session: Session, vault: Vault) -> str | None:
+    """The key id of the first sealed value that opens; None when the database has none.
+
+    Raises MasterKeyMismatch when there are sealed values and the first one found of each
+    column opens with no configured key.
+    """
     found = False
     for sealed in SEALED_COLUMNS:
         repo = SealedColumnRepository(session, sealed)
@@ -109,39 +151,75 @@ def _opens_an_existing_secret(session: Session, vault: Vault) -> bool:
             vault.open(row[1], sealed.context(row[0]))
         except SealedValueError:
             continue
-        return True
-    return not found
+        return vault.key_id_of(row[1])
+    if found:
+        raise MasterKeyMismatch(MISMATCH_MESSAGE)
+    return None
 
 
-def check_canary(session: Session, vault: Vault) -> str:
-    """Open the canary (sealing it on first start); raise MasterKeyMismatch when it fails.
+def _is_current(key_id: str, current: str) -> bool:
+    """True when ``key_id`` is the current key (any version of the same transit key)."""
+    return key_id != LEGACY_KEY_ID and key_name(key_id) == key_name(current)
 
-    Returns ``"verified"``, ``"created"`` or ``"no-table"`` (a schema before the vault,
-    which only ``plexus migrate`` may touch). Raises KeyServiceError when the key service
-    cannot be asked. On first start the canary is only created when the secrets already in
-    the database (if any) open: a new canary must not bless a wrong key.
-    """
-    repo = CanaryRepository(session)
-    if not repo.table_exists():
-        return "no-table"
-    canary = repo.get(CANARY_ID)
-    if canary is None:
-        if not _opens_an_existing_secret(session, vault):
-            raise MasterKeyMismatch(MISMATCH_MESSAGE)
-        sealed = vault.seal(CANARY_PLAINTEXT, CANARY.context(CANARY_ID))
-        if repo.add(VaultCanary(id=CANARY_ID, sealed=sealed)):
-            return "created"
-        canary = repo.get(CANARY_ID)
-        if canary is None:  # pragma: no cover - inserted by another process, then deleted
-            msg = "the vault canary vanished while it was being created"
-            raise RuntimeError(msg)
+
+def _open_canary(vault: Vault, sealed: bytes) -> None:
     try:
-        opened = vault.open(canary.sealed, CANARY.context(CANARY_ID))
+        opened = vault.open(sealed, CANARY.context(CANARY_ID))
     except SealedValueError:
         raise MasterKeyMismatch(MISMATCH_MESSAGE) from None
     if opened != CANARY_PLAINTEXT:
         raise MasterKeyMismatch(MISMATCH_MESSAGE)
-    return "verified"
+
+
+def check_canary(session: Session, vault: Vault, *, adopt: bool = False) -> str:
+    """Open the canary (sealing it on first start) and check it is under the current key.
+
+    Returns ``"verified"``, ``"created"``, ``"adopted"`` (re-sealed under the current key,
+    only with ``adopt``) or ``"no-table"`` (a schema before the vault, which only ``plexus
+    migrate`` may touch). Raises MasterKeyMismatch when no configured key opens it, and
+    CanaryNotCurrent when it opens only through a previous key and ``adopt`` is off: only
+    ``plexus keys rotate`` adopts a new key. A transit key's versions are one key, so a
+    rotation in HashiCorp Vault does not stop anything. Raises KeyServiceError when the key
+    service cannot be asked.
+
+    On first start the canary is only created when the secrets already in the database (if
+    any) open, and (without ``adopt``) are under the current key: a new canary must not
+    bless a wrong or unadopted key.
+    """
+    repo = CanaryRepository(session)
+    if not repo.table_exists():
+        return "no-table"
+    current = vault.current_key_id()
+    for _attempt in range(REWRAP_ATTEMPTS):
+        canary = repo.get(CANARY_ID)
+        if canary is None:
+            existing = _existing_secret_key(session, vault)
+            if not adopt and existing is not None and not _legacy_or_current(existing, current):
+                raise CanaryNotCurrent(existing, current)
+            sealed = vault.seal(CANARY_PLAINTEXT, CANARY.context(CANARY_ID))
+            if repo.add(VaultCanary(id=CANARY_ID, sealed=sealed)):
+                return "created"
+            continue  # inserted by another process meanwhile: check that one
+        _open_canary(vault, canary.sealed)
+        sealed_under = vault.key_id_of(canary.sealed)
+        if _is_current(sealed_under, current):
+            return "verified"
+        if not adopt:
+            raise CanaryNotCurrent(sealed_under, current)
+        rewrapped = vault.rewrap(canary.sealed, CANARY.context(CANARY_ID))
+        if SealedColumnRepository(session, CANARY).replace(CANARY_ID, canary.sealed, rewrapped):
+            session.expire(canary)
+            return "adopted"
+        # Another process (a second `keys rotate`) moved the canary meanwhile: read it again;
+        # it opens now only if that process adopted a key this one also holds.
+        session.expire_all()
+    msg = "the vault canary kept changing while it was being checked; try again"
+    raise MasterKeyMismatch(msg)
+
+
+def _legacy_or_current(key_id: str, current: str) -> bool:
+    """True for a value sealed before the vault, or under the current key."""
+    return key_id == LEGACY_KEY_ID or _is_current(key_id, current)
 
 
 # Rotation ---------------------------------------------------------------------------------
@@ -149,8 +227,9 @@ def check_canary(session: Session, vault: Vault) -> str:
 
 def canary_state(session: Session, vault: Vault) -> str:
     """The canary without creating it (for ``doctor``): ``verified``, ``absent`` (not sealed
-    yet: the next start seals it), ``no-table``, or ``mismatch``. Raises KeyServiceError
-    when the key service cannot be asked.
+    yet: the next start seals it), ``no-table``, ``not-current`` (it opens only through a
+    previous key: ``plexus keys rotate`` has not adopted the current one) or ``mismatch``.
+    Raises KeyServiceError when the key service cannot be asked.
     """
     repo = CanaryRepository(session)
     if not repo.table_exists():
@@ -162,26 +241,54 @@ def canary_state(session: Session, vault: Vault) -> str:
         opened = vault.open(canary.sealed, CANARY.context(CANARY_ID))
     except SealedValueError:
         return "mismatch"
-    return "verified" if opened == CANARY_PLAINTEXT else "mismatch"
+    if opened != CANARY_PLAINTEXT:
+        return "mismatch"
+    if not _is_current(vault.key_id_of(canary.sealed), vault.current_key_id()):
+        return "not-current"
+    return "verified"
 
 
 @dataclass(slots=True)
 class BatchResult:
-    """What one batch of one column did; ``last`` is where the next batch starts."""
+    """What one batch of one column did; ``last`` is where the next batch starts.
+
+    ``changed_meanwhile`` counts rows the application wrote between a read and a write (read
+    again and retried); ``unsettled`` names those still changing after every attempt.
+    """
 
     last: object | None
     examined: int = 0
     rewrapped: int = 0
     changed_meanwhile: int = 0
     failed: list[str] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
         return self.last is None
 
 
+def _rewrap_rows(
+    vault: Vault,
+    sealed: SealedColumn,
+    rows: Sequence[tuple[object, bytes]],
+    current: str,
+    failed: list[str],
+) -> list[tuple[object, bytes, bytes]]:
+    """(key, old, new) for each row not yet under ``current``; no transaction is open."""
+    updates: list[tuple[object, bytes, bytes]] = []
+    for key, value in rows:
+        try:
+            if vault.key_id_of(value) == current:
+                continue
+            updates.append((key, value, vault.rewrap(value, sealed.context(key))))
+        except SealedValueError as exc:
+            failed.append(f"{sealed.name}[{key}]: {exc}")
+    return updates
+
+
 def rotate_batch(  # noqa: PLR0913 - which rows, and under which key, all keyword-only
-    session: Session,
+    transaction: Transaction,
     vault: Vault,
     sealed: SealedColumn,
     *,
@@ -191,27 +298,36 @@ def rotate_batch(  # noqa: PLR0913 - which rows, and under which key, all keywor
 ) -> BatchResult:
     """Re-wrap, under the current key, the next ``limit`` values of ``sealed`` after ``after``.
 
+    ``transaction`` opens a unit of work (``lambda: unit_of_work(sessions)``). The rows are
+    read in one, re-wrapped with none open (a key service may take a round trip per value;
+    holding a SQLite write lock meanwhile would make the application's writes fail), and
+    written in another, each only where the row still holds what was read.
+
     A value already under the current key is left alone; a legacy value is sealed anew as
-    an envelope. A row that changed between the read and the write keeps what it has now
-    (it was sealed by the application, under the current key). A value that does not open
-    is reported in ``failed`` (as ``table.column[key]``) and left as it is.
+    an envelope. A row that changed between the read and the write (the application sealed
+    it anew, perhaps in a process still running with the old key) is read again and
+    retried, up to REWRAP_ATTEMPTS times. A value that does not open is reported in
+    ``failed`` (as ``table.column[key]``) and left as it is.
     """
     current = current or vault.current_key_id()
-    repo = SealedColumnRepository(session, sealed)
-    rows = repo.batch(after, limit)
+    with transaction() as session:
+        rows = SealedColumnRepository(session, sealed).batch(after, limit)
     result = BatchResult(last=rows[-1][0] if len(rows) == limit else None, examined=len(rows))
-    for key, value in rows:
-        try:
-            if vault.key_id_of(value) == current:
-                continue
-            rewrapped = vault.rewrap(value, sealed.context(key))
-        except SealedValueError as exc:
-            result.failed.append(f"{sealed.name}[{key}]: {exc}")
-            continue
-        if repo.replace(key, value, rewrapped):
-            result.rewrapped += 1
-        else:
-            result.changed_meanwhile += 1
+    pending: Sequence[tuple[object, bytes]] = rows
+    for _attempt in range(REWRAP_ATTEMPTS):
+        updates = _rewrap_rows(vault, sealed, pending, current, result.failed)
+        if not updates:
+            return result
+        with transaction() as session:
+            repo = SealedColumnRepository(session, sealed)
+            changed = [key for key, old, new in updates if not repo.replace(key, old, new)]
+        result.rewrapped += len(updates) - len(changed)
+        if not changed:
+            return result
+        result.changed_meanwhile += len(changed)
+        with transaction() as session:
+            pending = SealedColumnRepository(session, sealed).values(changed)
+    result.unsettled.extend(f"{sealed.name}[{key}]" for key, _value in pending)
     return result
 
 
@@ -262,8 +378,14 @@ class VaultStatus:
         return self.by_key.get(LEGACY_KEY_ID, 0)
 
     @property
+    def unreadable(self) -> int:
+        return sum(column.unreadable for column in self.columns)
+
+    @property
     def not_current(self) -> int:
-        return sum(n for key, n in self.by_key.items() if key != self.current_key)
+        """Values not under the current key, unreadable ones included (they are not)."""
+        stale = sum(n for key, n in self.by_key.items() if key != self.current_key)
+        return stale + self.unreadable
 
 
 def vault_status(session: Session, vault: Vault, *, batch: int = 1_000) -> VaultStatus:
@@ -294,6 +416,7 @@ __all__ = [
     "CANARY_ID",
     "MISMATCH_MESSAGE",
     "BatchResult",
+    "CanaryNotCurrent",
     "ColumnStatus",
     "KeyServiceError",
     "MasterKeyMismatch",
