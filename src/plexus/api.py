@@ -59,4 +59,8 @@ def build_api_router() -> APIRouter:
     from plexus.notifications.endpoints import router as notifications_router
 
     router.include_router(notifications_router)
+
+    from plexus.media.endpoints import router as media_router
+
+    router.include_router(media_router)
     return router

@@ -28,6 +28,8 @@ from plexus.security.ratelimit import RateLimitHeadersMiddleware
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+#: How long a media upload may take (the body is streamed to disk as it arrives).
+UPLOAD_DEADLINE_SECONDS: Final = 600.0
 STATIC_DIR: Final = Path(__file__).parent / "static"
 #: Probes must answer fast or not at all.
 PROBE_DEADLINE_SECONDS: Final = 5.0
@@ -76,9 +78,23 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(
         DeadlineMiddleware,
         default=settings.request_deadline_seconds,
-        per_prefix={"/healthz": PROBE_DEADLINE_SECONDS, "/readyz": PROBE_DEADLINE_SECONDS},
+        per_prefix={
+            "/healthz": PROBE_DEADLINE_SECONDS,
+            "/readyz": PROBE_DEADLINE_SECONDS,
+            # An upload of up to PLEXUS_MEDIA_MAX_BYTES over a slow link takes minutes.
+            "/api/v1/media": UPLOAD_DEADLINE_SECONDS,
+            "/api/v1/media/": settings.request_deadline_seconds,
+        },
     )
-    app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes, per_prefix={})
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=settings.max_body_bytes,
+        # Uploads (exactly the collection path) may be large; everything under it is JSON.
+        per_prefix={
+            f"{API_PREFIX}/media": settings.media_max_bytes,
+            f"{API_PREFIX}/media/": settings.max_body_bytes,
+        },
+    )
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
     app.add_middleware(RateLimitHeadersMiddleware)
     # Right inside RequestContext: it sees the client address resolved from trusted proxies.

@@ -145,6 +145,15 @@ class Settings(BaseSettings):
     #: How far ahead of a token's refresh time the periodic job refreshes it.
     token_refresh_margin_seconds: int = Field(default=900, ge=60, le=86_400)
 
+    #: Media uploads (docs/media.md): the largest upload, in bytes (images: the lower cap).
+    media_max_bytes: int = Field(default=50 * 1_048_576, ge=1024, le=4 * 1_073_741_824)
+    media_max_image_bytes: int = Field(default=20 * 1_048_576, ge=1024, le=1_073_741_824)
+    #: Largest image decoded, in pixels (width x height), checked from its header.
+    media_max_image_pixels: int = Field(default=40_000_000, ge=1, le=200_000_000)
+    media_max_video_seconds: int = Field(default=900, ge=1, le=86_400)
+    #: Total bytes of media one workspace may store.
+    media_workspace_quota_bytes: int = Field(default=5 * 1_073_741_824, ge=0)
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -66,6 +66,9 @@ class AuditEventType(StrEnum):
     CONNECTION_CONNECTION_NEEDS_REAUTH = "connection:connection:needs_reauth"
     CONNECTION_OAUTH_STARTED = "connection:oauth:started"
     CONNECTION_OAUTH_REFUSED = "connection:oauth:refused"
+    # Media
+    MEDIA_MEDIA_UPLOADED = "media:media:uploaded"
+    MEDIA_MEDIA_DELETED = "media:media:deleted"
 
 
 class AuditResult(StrEnum):

@@ -17,6 +17,7 @@ from plexus.models.identity import (
     User,
     Workspace,
 )
+from plexus.models.media import Media
 from plexus.models.webauthn import WebAuthnChallenge, WebAuthnCredential
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Invitation",
     "IpRule",
     "LoginChallenge",
+    "Media",
     "Membership",
     "Notification",
     "OAuthClientRegistration",

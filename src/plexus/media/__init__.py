@@ -1,0 +1,1 @@
+"""Media uploads: images and videos checked, cleaned and stored content-addressed (R12)."""
