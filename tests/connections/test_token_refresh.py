@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from plexus.config import load_settings
 from plexus.connections import calls
-from plexus.connections.tasks import check_connection, refresh_connection
+from plexus.connections.tasks import check_connection, refresh_connection, refresh_due_tokens
 from plexus.db import unit_of_work
 from plexus.models.audit import AuditEvent
 from plexus.models.connections import Connection, Notification
@@ -138,28 +138,16 @@ def test_the_periodic_job_queues_refreshes_only_for_tokens_that_are_due(
 ):
     huey.flush()
     # Fresh token (an hour left, margin 15 minutes): nothing queued.
-    _run_periodic(sandbox_runtime)
+    refresh_due_tokens.call_local()
     assert huey.pending_count() == 0
     expire_stored_token(sandbox_runtime, connection_id)
     before = stored_connection(sandbox_runtime, connection_id).credentials_version
-    _run_periodic(sandbox_runtime)
+    refresh_due_tokens.call_local()
     assert huey.pending_count() == 1
     task = huey.dequeue()
     huey.execute(task)
     assert sandbox.platform.count("/api/oauth/token") == 1
     assert stored_connection(sandbox_runtime, connection_id).credentials_version == before + 1
-
-
-def _run_periodic(runtime) -> None:
-    from plexus.connections import repository
-    from plexus.models.base import utcnow
-
-    with unit_of_work(runtime.sessions) as session:
-        from datetime import timedelta
-
-        margin = timedelta(seconds=runtime.settings.token_refresh_margin_seconds)
-        for connection_id in repository.refresh_due(session, utcnow() + margin):
-            enqueue(session, refresh_connection, connection_id)
 
 
 # --- two worker processes sharing Redis (acceptance) ---------------------------------------

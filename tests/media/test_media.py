@@ -226,6 +226,24 @@ def test_a_chunked_body_over_the_cap_is_refused(client, runtime, owner):
     _assert_refused(response, 413, runtime)
 
 
+def _upload_scope(headers: dict[str, str]) -> dict:
+    """The ASGI scope of ``POST /api/v1/media?filename=a.png`` with ``headers``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": MEDIA,
+        "raw_path": MEDIA.encode(),
+        "root_path": "",
+        "query_string": b"filename=a.png",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+
 def _stream_upload(app, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, int]:
     """POST ``chunks`` as a streamed body straight to the ASGI app (TestClient would read
     the whole body first); returns the status and how many chunks the app asked for."""
@@ -246,21 +264,7 @@ def _stream_upload(app, headers: dict[str, str], chunks: list[bytes]) -> tuple[i
         if message["type"] == "http.response.start":
             status = message["status"]
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": MEDIA,
-        "raw_path": MEDIA.encode(),
-        "root_path": "",
-        "query_string": b"filename=a.png",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    asyncio.run(app(scope, receive, send))
+    asyncio.run(app(_upload_scope(headers), receive, send))
     return status, asked
 
 
@@ -541,20 +545,6 @@ def test_no_transaction_is_held_while_the_body_arrives(app, runtime, owner):
         if message["type"] == "http.response.start":
             status = message["status"]
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": MEDIA,
-        "raw_path": MEDIA.encode(),
-        "root_path": "",
-        "query_string": b"filename=a.png",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in owner.headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    asyncio.run(app(scope, receive, send))
+    asyncio.run(app(_upload_scope(owner.headers), receive, send))
     assert status == 201
     assert seen == [0]

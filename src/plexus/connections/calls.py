@@ -401,13 +401,12 @@ def _refresh_locked(
     raise AssertionError(msg)
 
 
-def _same_grant(connection: Connection | None, before: Snapshot) -> bool:
+def _same_grant(connection: Connection, before: Snapshot) -> bool:
     """The row still holds the grant that was refreshed: same workspace, provider, account
     and credentials version (a reconnect or a reused id would differ).
     """
     return (
-        connection is not None
-        and connection.workspace_id == before.workspace_id
+        connection.workspace_id == before.workspace_id
         and connection.provider == before.provider
         and connection.external_id == before.link.account.external_id
         and connection.credentials_version == before.version

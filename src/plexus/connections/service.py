@@ -78,11 +78,6 @@ def get_connection(session: Session, principal: Principal, connection_id: int) -
     return connection
 
 
-def params_of(connection: Connection) -> dict[str, str]:
-    loaded: dict[str, str] = json.loads(connection.params or "{}")
-    return loaded
-
-
 # --------------------------------------------------------------------------- connect
 
 

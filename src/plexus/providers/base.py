@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -508,7 +509,7 @@ def raise_for_transport(exc: httpx.HTTPError, platform: str) -> ProviderRetryabl
 # --------------------------------------------------------------------------- the class
 
 
-class Provider:
+class Provider(ABC):
     """Base class of every provider. Subclasses set the class attributes and override the
     methods their auth kind and capabilities call for; what a platform cannot do raises
     ``ProviderUnavailable`` here.
@@ -671,12 +672,13 @@ class Provider:
 
     # ---- what a connection does
 
+    @abstractmethod
     def check_connection(self, link: Link) -> Account:
         """Confirm the credentials work; return the account as the platform sees it now."""
-        raise NotImplementedError
 
+    @abstractmethod
     def publish(self, link: Link, post: Post) -> Published:
-        raise NotImplementedError
+        """Publish ``post``; the platform's id (and URL) of what it now holds."""
 
     def delete(self, link: Link, external_id: str) -> None:
         del link, external_id

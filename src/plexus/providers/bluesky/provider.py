@@ -467,8 +467,8 @@ class BlueskyProvider(Provider):
                         "com.atproto.server.refreshSession"
                     )
                 except (ProviderTokenExpired, ProviderNeedsReauth):
-                    pass  # the refresh JWT is dead: fall back to the app password
-                else:
+                    data = None  # the refresh JWT is dead: fall back to the app password
+                if data is not None:
                     if data.get("did") != did:
                         raise ProviderNeedsReauth("the Bluesky session belongs to another account")
                     fresh = self._session_credentials(
