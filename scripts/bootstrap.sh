@@ -16,7 +16,10 @@ ensure_uv() {
         echo "==> installing uv $UV_VERSION into $venv"
         mkdir -p "$CACHE_DIR"
         python3 -m venv "$venv"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+        # --force-reinstall: a venv left half-installed (the package without its binary)
+        # otherwise reports "already satisfied" and still has no uv.
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --force-reinstall "uv==$UV_VERSION"
     fi
     UV="$venv/bin/uv"
 }
