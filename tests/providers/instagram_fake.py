@@ -6,7 +6,9 @@ long-lived ``fb_exchange_token`` exchange), ``/me/accounts`` with
 (``/{ig-user-id}/media``: images, reels, carousel children and carousels) whose
 ``status_code`` goes IN_PROGRESS -> FINISHED (or ERROR) after a configurable number of
 polls, ``/{ig-user-id}/media_publish`` (refuses unfinished containers and a spent quota),
-``/{ig-user-id}/content_publishing_limit``, and IG media with a permalink.
+``/{ig-user-id}/content_publishing_limit`` (``quota_usage``, and ``config`` when asked
+for; each account's ``quota_usage`` and ``quota_total`` are settable), and IG media
+with a permalink.
 
 Tokens are accepted only in the ``Authorization: Bearer`` header and every call must
 carry a valid ``appsecret_proof``. Errors use Graph's ``{"error": {...}}`` body. Media
@@ -478,14 +480,17 @@ class InstagramFake(FakePlatform):
         begun = await self._begin(request)
         if isinstance(begun, Response):
             return begun
-        info, _ = begun
+        info, params = begun
         account = self._owned(info, request.path_params["node"])
         if account is None:
             return self._missing(request.path_params["node"])
-        row = {
-            "quota_usage": account.quota_usage,
-            "config": {"quota_total": account.quota_total, "quota_duration": 86400},
-        }
+        # As Graph does: only quota_usage unless other fields are asked for.
+        fields = set((params.get("fields") or "quota_usage").split(","))
+        row: dict[str, Any] = {}
+        if "quota_usage" in fields:
+            row["quota_usage"] = account.quota_usage
+        if "config" in fields:
+            row["config"] = {"quota_total": account.quota_total, "quota_duration": 86400}
         return JSONResponse({"data": [row]})
 
     async def node(self, request: Request) -> Response:

@@ -5,7 +5,10 @@
 "parameters"}``. Implemented: getMe, getChat, getChatMember, sendMessage, sendPhoto,
 sendVideo, sendMediaGroup (``attach://`` parts), deleteMessage. Lengths are counted in
 UTF-16 code units like Telegram's; a bot must be a channel administrator with
-``can_post_messages`` (or a group member allowed to send) to post.
+``can_post_messages`` (or a group member allowed to send) to post. ``entities`` and
+``caption_entities`` (a JSON array, or its JSON text in a form) are checked as Telegram
+checks them (known types, inside the text in UTF-16 units, a URL on ``text_link``, nested
+only as the Bot API allows) and kept on the message.
 """
 
 from __future__ import annotations
@@ -31,10 +34,61 @@ MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_PHOTO_BYTES = 10 * 1000 * 1000
 MAX_UPLOAD_BYTES = 50 * 1000 * 1000
+ENTITY_TYPES = frozenset(
+    {"bold", "italic", "underline", "strikethrough", "spoiler", "code", "pre", "text_link"}
+)
+#: Entities that may contain and sit inside any other, except code and pre.
+_STYLE_ENTITIES = frozenset({"bold", "italic", "underline", "strikethrough", "spoiler"})
 
 
 def utf16(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
+
+
+def _entities(raw: Any, text: str) -> list[dict[str, Any]]:
+    """The entities of ``text`` as Telegram accepts them (raises Refused otherwise)."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise Refused(400, "Bad Request: can't parse entities JSON object") from None
+    if not isinstance(raw, list):
+        raise Refused(400, "Bad Request: entities must be an array")
+    size = utf16(text)
+    for entity in raw:
+        _check_entity(entity, size)
+    _check_nesting(raw)
+    return raw
+
+
+def _check_entity(entity: Any, size: int) -> None:
+    if not isinstance(entity, dict) or entity.get("type") not in ENTITY_TYPES:
+        raise Refused(400, "Bad Request: can't parse entities: unsupported entity type")
+    offset, length = entity.get("offset"), entity.get("length")
+    if not isinstance(offset, int) or not isinstance(length, int):
+        raise Refused(400, "Bad Request: can't parse entities: offset and length are integers")
+    if offset < 0 or length <= 0 or offset + length > size:
+        raise Refused(400, "Bad Request: can't parse entities: entity is outside the text")
+    if entity["type"] == "text_link" and not str(entity.get("url") or "").startswith(
+        ("http://", "https://", "mailto:", "tg://")
+    ):
+        raise Refused(400, "Bad Request: can't parse entities: wrong HTTP URL")
+
+
+def _check_nesting(raw: list[dict[str, Any]]) -> None:
+    for first, second in itertools.combinations(raw, 2):
+        a = (first["offset"], first["offset"] + first["length"])
+        b = (second["offset"], second["offset"] + second["length"])
+        if a[1] <= b[0] or b[1] <= a[0]:
+            continue
+        nested = (a[0] <= b[0] and b[1] <= a[1]) or (b[0] <= a[0] and a[1] <= b[1])
+        kinds = {first["type"], second["type"]}
+        styles_only = kinds <= _STYLE_ENTITIES
+        style_around_other = bool(kinds & _STYLE_ENTITIES) and not kinds & {"code", "pre"}
+        if not nested or not (styles_only or style_around_other):
+            raise Refused(400, "Bad Request: can't parse entities: entities overlap")
 
 
 def _ok(result: Any) -> Response:
@@ -97,6 +151,8 @@ class FakeMessage:
     media: list[tuple[str, str, bytes]] = field(default_factory=list)  # (kind, name, data)
     media_group_id: str | None = None
     deleted: bool = False
+    #: ``entities`` of a text message, or ``caption_entities`` of a caption.
+    entities: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TelegramFake(FakePlatform):
@@ -327,7 +383,8 @@ class TelegramFake(FakePlatform):
             raise Refused(400, "Bad Request: message text is empty")
         if utf16(text) > MAX_TEXT:
             raise Refused(400, "Bad Request: message is too long")
-        return self._store(chat, FakeMessage(chat.id, 0, text=text))
+        entities = _entities(params.get("entities"), text)
+        return self._store(chat, FakeMessage(chat.id, 0, text=text, entities=entities))
 
     async def _send_file(
         self, kind: str, bot: FakeBot, params: dict[str, Any], uploads: dict[str, Upload]
@@ -335,8 +392,10 @@ class TelegramFake(FakePlatform):
         chat = self._chat(bot, params)
         self._require_can_send(bot, chat)
         caption = self._caption(params)
+        entities = _entities(params.get("caption_entities"), caption or "")
         media = self._file(kind, uploads.get(kind))
-        return self._store(chat, FakeMessage(chat.id, 0, caption=caption, media=[media]))
+        message = FakeMessage(chat.id, 0, caption=caption, media=[media], entities=entities)
+        return self._store(chat, message)
 
     async def send_photo(
         self, bot: FakeBot, params: dict[str, Any], uploads: dict[str, Upload]
@@ -359,7 +418,7 @@ class TelegramFake(FakePlatform):
             raise Refused(400, "Bad Request: can't parse media JSON object") from None
         if not isinstance(items, list) or not 2 <= len(items) <= 10:
             raise Refused(400, "Bad Request: wrong number of media in the album (must be 2-10)")
-        prepared: list[tuple[str | None, tuple[str, str, bytes]]] = []
+        prepared: list[tuple[str | None, list[dict[str, Any]], tuple[str, str, bytes]]] = []
         for item in items:
             kind = item.get("type")
             if kind not in ("photo", "video"):
@@ -368,14 +427,23 @@ class TelegramFake(FakePlatform):
             if not ref.startswith("attach://"):
                 raise Refused(400, "Bad Request: wrong file identifier/HTTP URL specified")
             upload = uploads.get(ref.removeprefix("attach://"))
-            prepared.append((self._caption(item), self._file(kind, upload)))
+            caption = self._caption(item)
+            entities = _entities(item.get("caption_entities"), caption or "")
+            prepared.append((caption, entities, self._file(kind, upload)))
         group = str(next(self._group_ids))
         return [
             self._store(
                 chat,
-                FakeMessage(chat.id, 0, caption=caption, media=[media], media_group_id=group),
+                FakeMessage(
+                    chat.id,
+                    0,
+                    caption=caption,
+                    media=[media],
+                    media_group_id=group,
+                    entities=entities,
+                ),
             )
-            for caption, media in prepared
+            for caption, entities, media in prepared
         ]
 
     async def delete_message(self, bot: FakeBot, params: dict[str, Any], uploads: Any) -> Any:

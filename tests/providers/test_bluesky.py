@@ -6,6 +6,7 @@ proxy in front of it (``PdsProxy``), which answers faults the way the PDS does.
 
 from __future__ import annotations
 
+import json
 import secrets
 import struct
 import zlib
@@ -35,7 +36,9 @@ from plexus.providers.base import (
     ProviderRetryable,
     ProviderSettings,
     ProviderTokenExpired,
+    SpanKind,
     TextCounting,
+    TextSpan,
     text_length,
 )
 from plexus.providers.bluesky import BlueskyProvider, atproto_oauth, client_metadata, identity
@@ -421,6 +424,29 @@ def test_link_and_languages(provider, link, pds_network):
         f"https://bsky.app/profile/{link.account.external_id}/post/"
         f"{published.external_id.rsplit('/', 1)[1]}"
     )
+
+
+def test_span_links_become_facets_beside_the_detected_ones(provider, link, pds_network):
+    text = "🦋 Read the notes, https://found.example and #Plexus"
+    spans = (
+        TextSpan(SpanKind.LINK, 7, 16, "https://notes.example/a"),
+        TextSpan(SpanKind.BOLD, 2, 6),  # Bluesky has no bold: nothing is sent for it
+    )
+    published = provider.publish(link, Post(text=text, spans=spans))
+    record = get_post(pds_network, published.external_id)
+    raw = text.encode()
+    seen = [
+        (raw[f["index"]["byteStart"] : f["index"]["byteEnd"]].decode(), f["features"][0])
+        for f in record["facets"]
+    ]
+    assert seen == [
+        ("the notes", {"$type": "app.bsky.richtext.facet#link", "uri": "https://notes.example/a"}),
+        (
+            "https://found.example",
+            {"$type": "app.bsky.richtext.facet#link", "uri": "https://found.example"},
+        ),
+        ("#Plexus", {"$type": "app.bsky.richtext.facet#tag", "tag": "Plexus"}),
+    ]
 
 
 def test_unknown_options_and_bad_languages_are_refused(provider, link, fake):
@@ -858,3 +884,69 @@ def test_can_revoke_oauth_tokens_at_the_revocation_endpoint(monkeypatch):
     provider.revoke(link)
     assert [r.url.path for r in pds.requests] == ["/oauth/revoke"]
     assert b"token=refresh-token" in pds.requests[0].content
+
+
+# ---- what createRecord receives for a post with spans
+
+
+class RecordingPds(ScriptedPds):
+    """Also answers createRecord, keeping each record it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[dict] = []
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/xrpc/com.atproto.repo.createRecord":
+            self.requests.append(request)
+            self.records.append(json.loads(request.content)["record"])
+            rkey = f"3l{len(self.records):011d}"
+            return httpx.Response(
+                200,
+                json={
+                    "uri": f"at://{self.did}/app.bsky.feed.post/{rkey}",
+                    "cid": "bafyrei" + "a" * 52,
+                },
+            )
+        return super().handler(request)
+
+
+def test_span_links_win_over_overlapping_detected_facets(monkeypatch):
+    pds = RecordingPds()
+    provider = scripted(monkeypatch, pds)
+    connected = provider.connect_with_fields(APP_PASSWORD_FIELDS)
+    link = Link(credentials=connected.credentials, account=connected.account)
+    # "e" + combining acute: NFC makes it one code point, and the spans move with it.
+    text = "Cafe\u0301 😀 see https://shown.example/x and https://plain.example #tag"
+    start = text.index("https://shown")
+    spans = (
+        TextSpan(
+            SpanKind.LINK, start, start + len("https://shown.example/x"), "https://real.example/y"
+        ),
+        TextSpan(SpanKind.LINK, 0, 5, "https://cafe.example"),
+        TextSpan(SpanKind.ITALIC, 0, 5),
+        TextSpan(SpanKind.LINK, 6, 7, "javascript:alert(1)"),
+    )
+    provider.publish(link, Post(text=text, spans=spans))
+    [record] = pds.records
+    normalised = "Café 😀 see https://shown.example/x and https://plain.example #tag"
+    assert record["text"] == normalised
+    raw = normalised.encode()
+    seen = [
+        (raw[f["index"]["byteStart"] : f["index"]["byteEnd"]].decode(), f["features"])
+        for f in record["facets"]
+    ]
+    assert seen == [
+        ("Café", [{"$type": "app.bsky.richtext.facet#link", "uri": "https://cafe.example"}]),
+        (
+            "https://shown.example/x",
+            [{"$type": "app.bsky.richtext.facet#link", "uri": "https://real.example/y"}],
+        ),
+        (
+            "https://plain.example",
+            [{"$type": "app.bsky.richtext.facet#link", "uri": "https://plain.example"}],
+        ),
+        ("#tag", [{"$type": "app.bsky.richtext.facet#tag", "tag": "tag"}]),
+    ]
+    starts = [f["index"]["byteStart"] for f in record["facets"]]
+    assert starts == sorted(starts)

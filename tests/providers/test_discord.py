@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from plexus.content.render import render_rich
 from plexus.providers.base import (
     AuthorizationRequest,
     Link,
@@ -27,6 +28,8 @@ from plexus.providers.base import (
     ProviderRetryable,
     ProviderSettings,
     ProviderUnavailable,
+    SpanKind,
+    TextSpan,
 )
 from plexus.providers.discord import DiscordProvider
 from plexus.providers.testing import Fault, ProviderContract
@@ -252,6 +255,41 @@ def test_allowed_mentions_parse_nothing(provider, link, fake):
     assert fake.messages[published.external_id].mention_everyone is False
 
 
+def test_spans_are_sent_as_discord_markdown_with_the_rest_escaped(provider, link, fake):
+    assert provider.capabilities.rich_text is True
+    rendered = render_rich(
+        "**Launch** of *v2* ~~soon~~ `cfg_value` [notes](https://notes.example/a_b) "
+        "<https://x.example>\n\nnot_markup *here* @everyone [x](javascript:alert(1))"
+    )
+    # The italic and link spans above are real; these characters only look like markup.
+    text = rendered.text.replace("here", "*here*")
+    spans = tuple(s for s in rendered.spans if s.start < text.index("not_markup"))
+    published = provider.publish(link, Post(text=text, spans=spans, link="https://plexus.example"))
+    sent = json.loads(last_execute(fake).body)
+    assert sent["allowed_mentions"] == {"parse": []}
+    assert sent["content"] == (
+        "**Launch** of *v2* ~~soon~~ `cfg_value` [notes](<https://notes.example/a_b>) "
+        "<https://x.example>\n\nnot\\_markup \\*here\\* @\u200beveryone x"
+        "\nhttps://plexus.example"
+    )
+    message = fake.messages[published.external_id]
+    assert message.content == sent["content"]
+    assert message.mention_everyone is False
+
+
+def test_a_post_without_spans_is_plain_text_its_markup_characters_escaped(provider, link, fake):
+    published = provider.publish(link, Post(text="*as* _is_"))
+    assert fake.messages[published.external_id].content == "\\*as\\* \\_is\\_"
+
+
+def test_formatting_that_pushes_the_text_over_2000_is_refused_before_sending(provider, link, fake):
+    text = "*" * 1500
+    before = len(fake.requests)
+    with pytest.raises(ProviderRejected, match="3004 characters; Discord allows 2000"):
+        provider.publish(link, Post(text=text, spans=(TextSpan(SpanKind.BOLD, 0, 1),)))
+    assert len(fake.requests) == before
+
+
 def test_attachments_go_as_multipart_files_with_alt_text(provider, link, fake):
     post = Post(
         text="two pictures",
@@ -338,10 +376,12 @@ def test_unknown_or_invalid_options_are_refused(provider, link, fake, options):
 
 
 def test_discord_form_errors_become_a_short_reason(provider, link, fake):
+    # Plexus refuses content over 2,000 characters itself; a title too long for an embed
+    # is refused by Discord.
     with pytest.raises(ProviderRejected) as caught:
-        provider.publish(link, Post(text="y" * 2001))
+        provider.publish(link, Post(text="y", options={"embed_title": "t" * 257}))
     assert "Invalid Form Body" in caught.value.reason
-    assert "content: Must be 2000 or fewer in length." in caught.value.reason
+    assert "embeds.0.title: Must be 256 or fewer in length." in caught.value.reason
     assert "50035" in caught.value.reason
     assert len(caught.value.reason) < 220
 

@@ -425,3 +425,45 @@ def test_a_link_without_a_token_is_not_revocable_and_revoke_sends_nothing(fake, 
     before = len(fake.requests)
     provider.revoke(tokenless)
     assert len(fake.requests) == before
+
+
+# ---- limits and the publishing quota
+
+
+def test_capabilities_carry_instagrams_documented_limits(provider):
+    caps = provider.limits_for(Account(external_id="1", display_name="@x"))
+    assert caps.text.max_length == 2200
+    assert caps.text.max_hashtags == 30
+    assert caps.media.image_types == frozenset({"image/jpeg"})
+    assert caps.media.max_image_bytes == 8 * 1024 * 1024
+    assert caps.media.min_aspect_ratio == 0.8
+    assert caps.media.max_aspect_ratio == 1.91
+    assert caps.media.max_video_seconds == 900
+    assert caps.media.max_items == 10
+    assert caps.daily_post_cap == 50
+
+
+def test_publishing_quota_is_what_is_left_of_the_24_hours(fake, provider, link, user):
+    fake.ig_accounts_of(user)[0].quota_usage = 47
+    assert provider.publishing_quota(link) == 3
+    asked = fake.requests_to("/content_publishing_limit")[-1]
+    assert set(parse_qs(asked.query)["fields"][0].split(",")) == {"quota_usage", "config"}
+
+
+def test_publishing_quota_counts_down_with_each_post(fake, provider, link):
+    assert provider.publishing_quota(link) == 50
+    provider.publish(link, Post(text="One", media=(photo(),)))
+    assert provider.publishing_quota(link) == 49
+
+
+def test_a_used_up_quota_is_zero_never_negative(fake, provider, link, user):
+    account = fake.ig_accounts_of(user)[0]
+    account.quota_total = 25
+    account.quota_usage = 30
+    assert provider.publishing_quota(link) == 0
+
+
+def test_publishing_quota_needs_a_valid_token(fake, provider, link):
+    fake.expire(link.credentials.access_token)
+    with pytest.raises(ProviderTokenExpired):
+        provider.publishing_quota(link)

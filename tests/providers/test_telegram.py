@@ -10,6 +10,7 @@ import logging
 import httpx
 import pytest
 
+from plexus.content.render import render_rich
 from plexus.providers.base import (
     Link,
     MediaItem,
@@ -19,7 +20,9 @@ from plexus.providers.base import (
     ProviderRejected,
     ProviderRetryable,
     ProviderSettings,
+    SpanKind,
     TextCounting,
+    TextSpan,
     text_length,
 )
 from plexus.providers.telegram import TelegramProvider
@@ -307,6 +310,108 @@ def test_fake_enforces_album_size(fake):
     )
     assert response.status_code == 400
     assert response.json()["ok"] is False
+
+
+# ---- formatting (Post.spans) as entities
+
+
+def utf16_slice(text: str, entity: dict) -> str:
+    raw = text.encode("utf-16-le")
+    return raw[entity["offset"] * 2 : (entity["offset"] + entity["length"]) * 2].decode("utf-16-le")
+
+
+def test_spans_go_as_entities_in_utf16_units_without_a_parse_mode(provider, link, fake):
+    assert provider.capabilities.rich_text is True
+    rendered = render_rich(
+        "😀 **bold 𝄞** and *it* ~~old~~ `x = 1` [docs 🦋](https://docs.example/a) "
+        "[bad](javascript:alert(1))\n\n```\ncode\n```"
+    )
+    post = Post(text=rendered.text, spans=rendered.spans, link="https://plexus.example/x")
+    provider.publish(link, post)
+    sent = json.loads(calls(fake, "sendMessage")[-1].body)
+    assert "parse_mode" not in sent
+    assert sent["text"] == rendered.text + "\n\nhttps://plexus.example/x"
+    assert sent["entities"] == [
+        {"type": "bold", "offset": 3, "length": 7},
+        {"type": "italic", "offset": 15, "length": 2},
+        {"type": "strikethrough", "offset": 18, "length": 3},
+        {"type": "code", "offset": 22, "length": 5},
+        {"type": "text_link", "offset": 28, "length": 7, "url": "https://docs.example/a"},
+        {"type": "pre", "offset": 41, "length": 4},
+    ]
+    [message] = fake.live_messages()
+    assert [(e["type"], utf16_slice(message.text, e)) for e in message.entities] == [
+        ("bold", "bold 𝄞"),
+        ("italic", "it"),
+        ("strikethrough", "old"),
+        ("code", "x = 1"),
+        ("text_link", "docs 🦋"),
+        ("pre", "code"),
+    ]
+
+
+def test_bold_around_code_is_cut_as_telegram_requires(provider, link, fake):
+    text = "all bold `code` bold"
+    spans = (TextSpan(SpanKind.BOLD, 0, 20), TextSpan(SpanKind.CODE, 9, 15))
+    provider.publish(link, Post(text=text, spans=spans))
+    # The fake refuses overlapping entities as Telegram does; this one went through.
+    assert fake.live_messages()[0].entities == [
+        {"type": "bold", "offset": 0, "length": 9},
+        {"type": "code", "offset": 9, "length": 6},
+        {"type": "bold", "offset": 15, "length": 5},
+    ]
+
+
+def test_unsafe_or_broken_spans_never_reach_telegram(provider, link, fake):
+    spans = (
+        TextSpan(SpanKind.LINK, 0, 5, "javascript:alert(1)"),
+        TextSpan(SpanKind.BOLD, 3, 50),
+        TextSpan(SpanKind.ITALIC, 2, 2),
+    )
+    provider.publish(link, Post(text="click here", spans=spans))
+    sent = json.loads(calls(fake, "sendMessage")[-1].body)
+    assert "entities" not in sent
+
+
+def test_a_photo_caption_carries_caption_entities(provider, link, fake):
+    rendered = render_rich("🎉 **launch** [notes](https://notes.example)")
+    photo = (MediaItem("p.jpg", "image/jpeg", JPEG),)
+    provider.publish(link, Post(text=rendered.text, spans=rendered.spans, media=photo))
+    [message] = fake.live_messages()
+    assert message.caption == "🎉 launch notes"
+    assert message.entities == [
+        {"type": "bold", "offset": 3, "length": 6},
+        {"type": "text_link", "offset": 10, "length": 5, "url": "https://notes.example"},
+    ]
+
+
+def test_an_album_caption_carries_caption_entities_on_the_first_item(provider, link, fake):
+    media = (MediaItem("a.jpg", "image/jpeg", JPEG), MediaItem("b.png", "image/png", PNG))
+    spans = (TextSpan(SpanKind.ITALIC, 4, 9),)
+    provider.publish(link, Post(text="two 😀 pics", spans=spans, media=media))
+    [request] = calls(fake, "sendMediaGroup")
+    first, second = fake.live_messages()
+    assert first.entities == [{"type": "italic", "offset": 4, "length": 6}]
+    assert utf16_slice(first.caption, first.entities[0]) == "😀 pic"
+    assert (second.caption, second.entities) == (None, [])
+    assert b"parse_mode" not in request.body
+
+
+def test_fake_refuses_entities_telegram_would_refuse(fake):
+    def send(entities):
+        return httpx.post(
+            f"{fake.base_url}/bot{fake.bot.token}/sendMessage",
+            json={"chat_id": "@plexus_news", "text": "abcdef", "entities": entities},
+        )
+
+    for bad in (
+        [{"type": "bold", "offset": 4, "length": 3}],
+        [{"type": "text_link", "offset": 0, "length": 2, "url": "javascript:x"}],
+        [{"type": "bold", "offset": 0, "length": 4}, {"type": "italic", "offset": 2, "length": 4}],
+        [{"type": "bold", "offset": 0, "length": 4}, {"type": "code", "offset": 1, "length": 2}],
+    ):
+        assert send(bad).status_code == 400
+    assert send([{"type": "bold", "offset": 0, "length": 6}]).status_code == 200
 
 
 # ---- failures on an existing connection

@@ -59,11 +59,20 @@ class ProviderRetryable(ProviderError):
     """A temporary failure: timeouts, 5xx, throttling. ``retry_after`` in seconds if known."""
 
     def __init__(
-        self, message: str, *, retry_after: float | None = None, rate_limited: bool = False
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+        maybe_delivered: bool = False,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.rate_limited = rate_limited
+        #: The request may have reached the platform and been acted on (a read timeout, a
+        #: dropped connection after the body was sent): a publish must then be reconciled,
+        #: never blindly sent again.
+        self.maybe_delivered = maybe_delivered
 
 
 class ProviderTokenExpired(ProviderError):
@@ -108,10 +117,25 @@ class TextCounting(StrEnum):
     GRAPHEMES = "graphemes"
     UTF16 = "utf16"
     UTF8_BYTES = "utf8_bytes"
+    #: X's weighted count: CJK and emoji weigh 2, any URL ``url_length`` (23).
+    X_WEIGHTED = "x_weighted"
+    #: Mastodon's: graphemes, any http(s) URL as ``url_length``, remote mentions by
+    #: their local part.
+    MASTODON = "mastodon"
 
 
-def text_length(text: str, counting: TextCounting) -> int:
-    """The length of ``text`` as a platform that counts by ``counting`` sees it."""
+def text_length(text: str, counting: TextCounting, *, url_length: int = 23) -> int:
+    """The length of ``text`` as a platform that counts by ``counting`` sees it;
+    ``url_length`` is what one URL counts where the counting charges URLs a fixed length.
+    """
+    if counting is TextCounting.X_WEIGHTED:
+        from plexus.providers.x_text import weighted_length
+
+        return weighted_length(text, url_length)
+    if counting is TextCounting.MASTODON:
+        from plexus.providers.mastodon.text import status_length
+
+        return status_length(text, url_length)
     normalized = unicodedata.normalize("NFC", text)
     if counting is TextCounting.GRAPHEMES:
         return int(grapheme.length(normalized))
@@ -127,6 +151,11 @@ class TextRules:
     max_length: int | None
     counting: TextCounting = TextCounting.CODE_POINTS
     required: bool = False
+    #: The most hashtags a post may carry (Instagram: 30), if limited.
+    max_hashtags: int | None = None
+    #: What one URL counts under X_WEIGHTED and MASTODON (a Mastodon server's
+    #: ``characters_reserved_per_url``).
+    url_length: int = 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +170,11 @@ class MediaRules:
     #: At least one media item is required (Instagram).
     required: bool = False
     max_alt_text: int | None = None
+    #: Width / height bounds for images (Instagram: 4:5 to 1.91:1), if any; videos are
+    #: not held to them (a 9:16 reel is fine where a 9:16 photo is not).
+    min_aspect_ratio: float | None = None
+    max_aspect_ratio: float | None = None
+    max_video_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +197,12 @@ class Capabilities:
     #: ``fetch_status`` can read a published post back from the platform.
     can_read_back: bool = True
     inbound_webhooks: bool = False
+    #: ``publish`` uses ``Post.spans`` (bold, links ...); otherwise a post's text is plain,
+    #: with every link's address written out.
+    rich_text: bool = False
+    #: The platform honours ``Post.idempotency_key``: a publish sent twice with one key
+    #: creates one post, so an unconfirmed publication may be sent again safely.
+    idempotent_publish: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready description, for ``GET /api/v1/providers``."""
@@ -191,6 +231,8 @@ class Capabilities:
             "can_delete": self.can_delete,
             "can_read_back": self.can_read_back,
             "inbound_webhooks": self.inbound_webhooks,
+            "rich_text": self.rich_text,
+            "idempotent_publish": self.idempotent_publish,
         }
 
 
@@ -383,10 +425,37 @@ class MediaItem:
         return self.content_type.startswith("video/")
 
 
+class SpanKind(StrEnum):
+    """Formatting a span of a post's text carries (from the Markdown it was written in)."""
+
+    BOLD = "bold"
+    ITALIC = "italic"
+    STRIKE = "strike"
+    CODE = "code"
+    PRE = "pre"
+    LINK = "link"
+
+
+@dataclass(frozen=True, slots=True)
+class TextSpan:
+    """``text[start:end]`` (code point offsets into ``Post.text``) is formatted as ``kind``;
+    a LINK span has its (http, https or mailto) ``url``. Spans may nest but never cross.
+    Each provider turns them into its platform's form (Telegram entities in UTF-16 units,
+    Bluesky facets in UTF-8 bytes, Discord Markdown).
+    """
+
+    kind: SpanKind
+    start: int
+    end: int
+    url: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Post:
     text: str
     media: tuple[MediaItem, ...] = ()
+    #: Formatting of ``text``; given only to providers whose capabilities say ``rich_text``.
+    spans: tuple[TextSpan, ...] = ()
     link: str | None = None
     #: Provider-specific choices (a Matrix room, an Instagram "reel"), validated by it.
     options: Mapping[str, str] = field(default_factory=dict)
@@ -503,7 +572,10 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 def raise_for_transport(exc: httpx.HTTPError, platform: str) -> ProviderRetryable:
     """The error to raise for a timeout or connection failure talking to ``platform``."""
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "could not be reached"
-    return ProviderRetryable(f"{platform} {kind}")
+    # Once the whole request was written, the platform may have acted on it even though
+    # no answer came back; before that (no connection, a full pool) it cannot have.
+    sent = isinstance(exc, httpx.ReadTimeout | httpx.ReadError | httpx.RemoteProtocolError)
+    return ProviderRetryable(f"{platform} {kind}", maybe_delivered=sent)
 
 
 # --------------------------------------------------------------------------- the class
@@ -687,6 +759,23 @@ class Provider(ABC):
     def fetch_status(self, link: Link, external_id: str) -> PostStatus:
         del link, external_id
         raise ProviderUnavailable(f"{self.name} cannot read posts back")
+
+    def find_published(self, link: Link, post: Post, since: datetime) -> Published | None:
+        """Look for ``post`` among what the account published since ``since`` (by its
+        idempotency key where the platform keeps one, else by its content): the post when
+        found, None when the platform certainly does not hold it. Used to settle a publish
+        whose answer was lost. Raises ProviderUnavailable when the platform offers no way
+        to tell (the publication then waits for a person).
+        """
+        del link, post, since
+        raise ProviderUnavailable(f"{self.name} cannot look up recent posts")
+
+    def publishing_quota(self, link: Link) -> int | None:
+        """How many more posts the platform will accept from this account today, where it
+        says (Instagram's ``content_publishing_limit``); None when it does not.
+        """
+        del link
+        return None
 
     def verify_inbound_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
         """Whether an inbound webhook request really comes from the platform."""

@@ -55,11 +55,13 @@ from plexus.providers.base import (
     RateLimit,
     TextCounting,
     TextRules,
+    TextSpan,
     text_length,
 )
 from plexus.providers.bluesky import atproto_oauth, identity, media, richtext
 from plexus.providers.bluesky.dpop import DpopAuth, DpopKey, new_key_pem
 from plexus.providers.bluesky.xrpc import BearerAuth, Xrpc, jwt_claims, jwt_expiry, jwt_time
+from plexus.providers.spans import bluesky_link_facets, merge_facets, nfc_with_spans
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -111,7 +113,9 @@ def check_storable_did(did: str) -> None:
 
 class BlueskyProvider(Provider):
     """Bluesky (atproto): atproto OAuth (PAR + PKCE + DPoP) or app-password sessions;
-    posts with facets and up to four images.
+    posts with facets and up to four images. The author's links (LINK spans of
+    ``Post.spans``) become link facets; links, mentions and tags detected in the text are
+    added where they overlap none of those.
     """
 
     name = "bluesky"
@@ -128,6 +132,8 @@ class BlueskyProvider(Provider):
         # creation costing 3 (docs.bsky.app, "Rate Limits").
         rate_limits=(RateLimit(1666, 3600), RateLimit(11666, 86400)),
         daily_post_cap=11666,
+        # Only links: Bluesky has no bold or italic; a span's link becomes a facet.
+        rich_text=True,
     )
     #: What the user gives to start atproto OAuth: who they are and, optionally, where
     #: their handle is resolved (their PDS or entryway).
@@ -524,12 +530,16 @@ class BlueskyProvider(Provider):
         return self._account(did, handle, link.account.settings)
 
     def _post_text(self, post: Post) -> str:
-        import unicodedata
+        return self._rich_text(post)[0]
 
-        text = unicodedata.normalize("NFC", post.text)
+    @staticmethod
+    def _rich_text(post: Post) -> tuple[str, tuple[TextSpan, ...]]:
+        """The text as published (NFC, the link after it) and the spans moved to match."""
+        text, spans = nfc_with_spans(post.text, post.spans)
         if post.link and post.link not in text:
+            # After the text: the spans' offsets hold.
             text = f"{text}\n\n{post.link}" if text.strip() else post.link
-        return text
+        return text, spans
 
     @staticmethod
     def _langs(options: Mapping[str, str]) -> list[str] | None:
@@ -564,6 +574,7 @@ class BlueskyProvider(Provider):
 
     def publish(self, link: Link, post: Post) -> Published:
         text = self.validate(post)
+        spans = self._rich_text(post)[1]
         langs = self._langs(post.options)
         did = self._did(link)
         with self._http() as http:
@@ -573,7 +584,11 @@ class BlueskyProvider(Provider):
                 "text": text,
                 "createdAt": _now_iso(),
             }
-            facets = richtext.detect_facets(text, lambda h: identity.resolve_handle(pds, h))
+            # The author's links win over links, tags and mentions found in the text.
+            facets = merge_facets(
+                bluesky_link_facets(text, spans),
+                richtext.detect_facets(text, lambda h: identity.resolve_handle(pds, h)),
+            )
             if facets:
                 record["facets"] = facets
             if langs:

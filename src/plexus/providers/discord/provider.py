@@ -23,8 +23,12 @@ sure it is dead).
 
 **Posting.** Execute webhook with ``?wait=true`` (so Discord returns the message and its
 id), ``allowed_mentions`` parsing nothing (content from a feed must not ping
-``@everyone``), files as multipart ``files[n]`` parts with ``payload_json``; read back and
-delete through the webhook's message endpoints.
+``@everyone``). A post's text is plain text with its formatting in ``Post.spans``; it is
+sent as Discord Markdown built by ``plexus.providers.spans.discord_markdown``, which
+escapes everything else in the text (so only the author's formatting is read as markup,
+and a literal ``*`` stays a star) and breaks ``@everyone``. Files go as multipart
+``files[n]`` parts with ``payload_json``; read back and delete through the webhook's
+message endpoints.
 
 No SDK: the webhook surface is five endpoints, and discord.py or hikari would bring a
 gateway client, their own HTTP stack and rate limiter in place of Plexus's guarded client.
@@ -68,6 +72,7 @@ from plexus.providers.base import (
 from plexus.providers.discord.errors import UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK, error_code, error_for
 from plexus.providers.discord.webhook_url import WebhookRef, origin_of, parse_webhook_url
 from plexus.providers.oauth import credentials_from, revoke_token, token_request
+from plexus.providers.spans import discord_markdown
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -75,6 +80,8 @@ if TYPE_CHECKING:
     from plexus.providers.base import Post
 
 DEFAULT_API_URL: Final = "https://discord.com/api/v10"
+#: Message content is at most this many code points.
+MAX_CONTENT: Final = 2000
 ORIGIN_OAUTH: Final = "oauth"
 ORIGIN_PASTED: Final = "pasted"
 #: Discord's default upload limit per file (servers without boosts), in bytes.
@@ -125,7 +132,7 @@ class DiscordProvider(Provider):
     secret_settings_keys = ("client_secret",)
     capabilities = Capabilities(
         # Discord counts message content in code points.
-        text=TextRules(max_length=2000, counting=TextCounting.CODE_POINTS),
+        text=TextRules(max_length=MAX_CONTENT, counting=TextCounting.CODE_POINTS),
         media=MediaRules(
             max_items=MAX_FILES,
             image_types=frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"}),
@@ -136,6 +143,7 @@ class DiscordProvider(Provider):
         ),
         # Per webhook: 5 requests per 2 s, and 30 messages a minute per channel.
         rate_limits=(RateLimit(5, 2), RateLimit(30, 60)),
+        rich_text=True,
     )
 
     # ---- configuration
@@ -369,9 +377,15 @@ class DiscordProvider(Provider):
         unknown = sorted(set(post.options) - OPTIONS)
         if unknown:
             raise ProviderRejected(f"Discord posts take no option {', '.join(unknown)[:80]}")
-        content = post.text
-        if post.link and post.link not in content:
+        content = discord_markdown(post.text, post.spans)
+        if post.link and post.link not in post.text:
             content = f"{content}\n{post.link}" if content else post.link
+        if len(content) > MAX_CONTENT:
+            # The escapes and markers count too; Discord would refuse the whole message.
+            raise ProviderRejected(
+                f"with its formatting the text is {len(content)} characters; "
+                f"Discord allows {MAX_CONTENT}"
+            )
         # Parse nothing: a post's text must never ping @everyone, roles or users.
         payload: dict[str, Any] = {"allowed_mentions": {"parse": []}}
         if content:

@@ -54,7 +54,14 @@ from plexus.providers.instagram.graph import (
     MissingObject,
     token_call,
 )
-from plexus.providers.instagram.publishing import MAX_CAPTION, MAX_CAROUSEL, Publisher, plan
+from plexus.providers.instagram.publishing import (
+    MAX_CAPTION,
+    MAX_CAROUSEL,
+    MAX_HASHTAGS,
+    Publisher,
+    plan,
+    read_quota,
+)
 from plexus.providers.oauth import credentials_from
 
 if TYPE_CHECKING:
@@ -79,6 +86,8 @@ DEFAULT_DEADLINE: Final = 120.0
 #: How many pages of ``/me/accounts`` are read at most while looking for the account.
 MAX_PAGE_PAGES: Final = 10
 MB: Final = 1024 * 1024
+#: Posts one account may publish through the API in a moving 24 hours.
+DAILY_POST_CAP: Final = 50
 #: ``expires_within(_NOW)``: already expired.
 _NOW: Final = timedelta(0)
 INSTAGRAM_REFRESH_LEAD: Final = timedelta(days=7)
@@ -98,8 +107,15 @@ class InstagramProvider(Provider):
     name = "instagram"
     display_name = "Instagram"
     auth_kind = AuthKind.OAUTH2
+    # The content publishing limits Meta documents (IG User Media, Media Publish): a
+    # caption of 2,200 characters with at most 30 hashtags; JPEG images of at most 8 MB
+    # between 4:5 and 1.91:1; MP4 or MOV videos, published as reels, of at most 300 MB
+    # and 15 minutes; a carousel of at most 10 items; 50 published posts per account in
+    # a moving 24 hours (``content_publishing_limit`` says what is left).
     capabilities = Capabilities(
-        text=TextRules(max_length=MAX_CAPTION, counting=TextCounting.CODE_POINTS),
+        text=TextRules(
+            max_length=MAX_CAPTION, counting=TextCounting.CODE_POINTS, max_hashtags=MAX_HASHTAGS
+        ),
         media=MediaRules(
             max_items=MAX_CAROUSEL,
             image_types=frozenset({"image/jpeg"}),
@@ -108,10 +124,13 @@ class InstagramProvider(Provider):
             max_video_bytes=300 * MB,
             requires_public_url=True,
             required=True,
+            min_aspect_ratio=4 / 5,
+            max_aspect_ratio=1.91,
+            max_video_seconds=15 * 60,
         ),
         # Platform rate limit for user tokens: 200 calls per user in a rolling hour.
         rate_limits=(RateLimit(200, 3600, "connection"),),
-        daily_post_cap=50,
+        daily_post_cap=DAILY_POST_CAP,
         can_delete=False,
         can_read_back=True,
     )
@@ -345,6 +364,15 @@ class InstagramProvider(Provider):
                 deadline=_float_setting(settings.get("publish_deadline_seconds"), DEFAULT_DEADLINE),
             )
             return publisher.publish(ready)
+
+    def publishing_quota(self, link: Link) -> int | None:
+        """What is left of the account's 24-hour publishing limit
+        (``content_publishing_limit``: ``config.quota_total - quota_usage``), or None when
+        Instagram's answer lacks either number.
+        """
+        with self._client() as http:
+            quota = read_quota(self._graph(http, self._token(link)), link.account.external_id)
+        return None if quota is None else quota.remaining
 
     def delete(self, link: Link, external_id: str) -> None:
         del link, external_id

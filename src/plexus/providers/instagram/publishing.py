@@ -122,6 +122,41 @@ def plan(post: Post, caps: Capabilities) -> Plan:
     return Plan(Kind.IMAGE, media, post.text)
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """An account's content publishing limit: posts published in the last 24 hours
+    (``quota_usage``) out of how many it may publish (``config.quota_total``).
+    """
+
+    usage: int
+    total: int
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.total - self.usage)
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def read_quota(graph: Graph, ig_user_id: str) -> Quota | None:
+    """``GET /{ig-user-id}/content_publishing_limit``; None when the answer lacks the
+    usage or the total (Graph returns only ``quota_usage`` unless ``config`` is asked for).
+    """
+    body = graph.get(f"{ig_user_id}/content_publishing_limit", {"fields": "quota_usage,config"})
+    rows = body.get("data")
+    row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
+    config = row.get("config")
+    usage = _count(row.get("quota_usage"))
+    total = _count(config.get("quota_total")) if isinstance(config, dict) else None
+    if usage is None or total is None:
+        return None
+    return Quota(usage=usage, total=total)
+
+
 @dataclass
 class Publisher:
     """Publishes plans for one Instagram professional account."""
@@ -136,17 +171,10 @@ class Publisher:
 
     def check_quota(self) -> None:
         """Refuse (to be retried later) when the 24-hour publishing quota is used up."""
-        body = self.graph.get(
-            f"{self.ig_user_id}/content_publishing_limit", {"fields": "config,quota_usage"}
-        )
-        rows = body.get("data")
-        row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
-        usage = row.get("quota_usage")
-        config = row.get("config")
-        total = config.get("quota_total") if isinstance(config, dict) else None
-        if isinstance(usage, int) and isinstance(total, int) and usage >= total:
+        quota = read_quota(self.graph, self.ig_user_id)
+        if quota is not None and quota.remaining == 0:
             raise ProviderRetryable(
-                f"the account used its {total} posts of the last 24 hours on {PLATFORM}",
+                f"the account used its {quota.total} posts of the last 24 hours on {PLATFORM}",
                 rate_limited=True,
             )
 

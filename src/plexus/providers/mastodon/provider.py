@@ -97,7 +97,11 @@ DEFAULT_CLIENT_NAME: Final = "Plexus"
 def _capabilities(limits: InstanceLimits) -> Capabilities:
     mimes = limits.supported_mime_types
     return Capabilities(
-        text=TextRules(max_length=limits.max_characters, counting=TextCounting.GRAPHEMES),
+        text=TextRules(
+            max_length=limits.max_characters,
+            counting=TextCounting.MASTODON,
+            url_length=limits.characters_reserved_per_url,
+        ),
         media=MediaRules(
             max_items=limits.max_media_attachments,
             image_types=frozenset(m for m in mimes if m.startswith("image/")),

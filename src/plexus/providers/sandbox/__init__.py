@@ -10,7 +10,9 @@ on request. It is offered outside production, or wherever the operator points
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Final
+from urllib.parse import urlencode
 
 import httpx
 
@@ -55,6 +57,7 @@ from plexus.providers.sandbox.platform import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
 __all__ = ["SandboxPlatform", "SandboxProvider"]
 
@@ -76,6 +79,7 @@ class SandboxProvider(Provider):
             max_items=MAX_MEDIA, image_types=IMAGE_TYPES, max_image_bytes=MAX_MEDIA_BYTES
         ),
         rate_limits=(RateLimit(RATE_LIMIT, RATE_WINDOW),),
+        idempotent_publish=True,
     )
     connect_fields = (
         ConnectField(
@@ -85,7 +89,8 @@ class SandboxProvider(Provider):
             help="How the practice account is named on the sandbox page.",
         ),
     )
-    settings_keys: ClassVar[tuple[str, ...]] = ("api_url",)
+    #: ``daily_cap``: posts per 24 hours per account, to practise with a capped platform.
+    settings_keys: ClassVar[tuple[str, ...]] = ("api_url", "daily_cap")
     rotates_refresh_tokens = True
 
     # ---- where the platform is
@@ -94,6 +99,14 @@ class SandboxProvider(Provider):
     def api_url(self) -> str:
         configured = self.context.settings.get("api_url")
         return (configured or f"{self.context.public_url}/sandbox/api").rstrip("/")
+
+    def limits_for(self, account: Account) -> Capabilities:
+        """The sandbox's rules, with the operator's practice daily cap if one is set."""
+        del account
+        cap = self.context.settings.get("daily_cap")
+        if cap is None or not cap.isdigit():
+            return self.capabilities
+        return replace(self.capabilities, daily_post_cap=int(cap))
 
     def is_configured(self) -> bool:
         return self.context.development or self.context.settings.get("api_url") is not None
@@ -207,6 +220,18 @@ class SandboxProvider(Provider):
             "POST", "/posts", link, json={"text": post.text, "media": media}, headers=headers
         ).json()
         return Published(external_id=str(data["id"]), url=str(data["url"]))
+
+    def find_published(self, link: Link, post: Post, since: datetime) -> Published | None:
+        """The post its idempotency key created, if the platform holds one."""
+        del since  # the key alone identifies it
+        if not post.idempotency_key:
+            raise ProviderUnavailable("without an idempotency key the sandbox cannot tell")
+        response = self._call(
+            "GET", f"/posts?{urlencode({'idempotency_key': post.idempotency_key})}", link
+        )
+        for found in response.json().get("posts", []):
+            return Published(external_id=str(found["id"]), url=str(found["url"]))
+        return None
 
     def delete(self, link: Link, external_id: str) -> None:
         self._call("DELETE", f"/posts/{_safe_id(external_id)}", link)

@@ -8,7 +8,8 @@ the real ones: bearer access tokens that expire after an hour, rotating refresh 
 whose reuse is refused (``invalid_grant``), RFC 7009 revocation, a per-account rate limit
 with ``Retry-After`` and ``RateLimit-*`` headers, content validation, idempotency keys,
 and faults an account can ask for (``POST /sandbox/api/faults``: rate limit, server
-error, timeout, rejection, revoked token). ``GET /sandbox`` shows the posts.
+error, timeout, rejection, revoked token). ``GET /sandbox/api/posts?idempotency_key=``
+finds what a key created. ``GET /sandbox`` shows the posts.
 """
 
 from __future__ import annotations
@@ -302,6 +303,31 @@ class SandboxPlatform:
         base = str(request.base_url).rstrip("/")
         return {"id": post_id, "url": f"{base}/sandbox/posts/{post_id}"}
 
+    async def find_posts(self, request: Request) -> Response:
+        """The account's posts made with one idempotency key (a client settling a publish
+        whose answer it lost), newest first.
+        """
+        key = request.query_params.get("idempotency_key", "")
+        if not key or len(key) > 200:  # noqa: PLR2004 - the longest key the platform keeps
+            return _error(422, "invalid_query", "idempotency_key is required")
+        with closing(self._connect()) as db:
+            account = self._account_of(db, request)
+            if isinstance(account, Response):
+                return account
+            rows = db.execute(
+                "SELECT id, deleted FROM posts WHERE account_id = ? AND idempotency_key = ? "
+                "ORDER BY created DESC",
+                (account, key),
+            ).fetchall()
+        return JSONResponse(
+            {
+                "posts": [
+                    {**self._post_json(request, row["id"]), "deleted": bool(row["deleted"])}
+                    for row in rows
+                ]
+            }
+        )
+
     async def post(self, request: Request) -> Response:
         post_id = request.path_params["post_id"]
         with closing(self._connect()) as db:
@@ -379,6 +405,7 @@ class SandboxPlatform:
                 Route("/api/me", self.me),
                 Route("/api/faults", self.faults, methods=["POST"]),
                 Route("/api/posts", self.create_post, methods=["POST"]),
+                Route("/api/posts", self.find_posts, methods=["GET"]),
                 Route("/api/posts/{post_id}", self.post, methods=["GET", "DELETE"]),
             ]
         )

@@ -10,7 +10,9 @@ and used from then on, so renaming the channel does not break the connection.
 **Posting.** ``sendMessage`` for text (4096 UTF-16 code units, as Telegram counts),
 ``sendPhoto``/``sendVideo`` for one item and ``sendMediaGroup`` (2 to 10 items, the caption
 on the first) for an album; captions are 1024 UTF-16 code units. Text is sent without a
-``parse_mode``, so nothing in a post is read as markup. A published post's external id is
+``parse_mode``, so nothing in a post is read as markup; its formatting (``Post.spans``)
+goes beside it as ``entities`` (``caption_entities`` with media), counted in UTF-16 code
+units (``plexus.providers.spans.telegram_entities``). A published post's external id is
 its message id, or the album's message ids joined by commas, which ``deleteMessage``
 removes one by one. The Bot API cannot read a message back (``can_read_back=False``).
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from plexus.providers.base import (
@@ -48,6 +51,7 @@ from plexus.providers.base import (
     TextCounting,
     TextRules,
 )
+from plexus.providers.spans import telegram_entities
 from plexus.providers.telegram.api import BOT_TOKEN, BotApi
 
 if TYPE_CHECKING:
@@ -131,6 +135,14 @@ def _check_can_post(chat: Mapping[str, Any], member: Mapping[str, Any]) -> None:
     raise ProviderRejected("Plexus posts to Telegram channels and groups, not to private chats")
 
 
+@dataclass(frozen=True, slots=True)
+class Caption:
+    """A media caption and its formatting (``caption_entities``, UTF-16 offsets)."""
+
+    text: str
+    entities: list[dict[str, Any]]
+
+
 class TelegramProvider(Provider):
     """A bot posting to one channel or group."""
 
@@ -163,6 +175,7 @@ class TelegramProvider(Provider):
         # About 20 messages a minute into one group or channel; 30 a second per bot.
         rate_limits=(RateLimit(20, 60), RateLimit(30, 1, scope="app")),
         can_read_back=False,
+        rich_text=True,
     )
 
     # Telegram has no per-app revocation of a bot token (see the module docstring):
@@ -287,20 +300,25 @@ class TelegramProvider(Provider):
         no_preview = _flag(post.options, "disable_link_preview")
         token, chat_id = self._token(link), self._chat_id(link)
         text = self._text(post)
+        # The link goes after the text, so the spans' offsets into ``post.text`` still hold.
+        entities = telegram_entities(text, post.spans)
+        caption = Caption(text, entities)
         if post.media:
             self._check_media(post.media, text)
         with self._bot(token) as bot:
             if not post.media:
                 body: dict[str, Any] = {"chat_id": chat_id, "text": text}
+                if entities:
+                    body["entities"] = entities
                 if silent:
                     body["disable_notification"] = True
                 if no_preview:
                     body["link_preview_options"] = {"is_disabled": True}
                 sent: Any = [bot.call("sendMessage", json=body)]
             elif len(post.media) == 1:
-                sent = [self._send_one(bot, chat_id, post.media[0], text, silent=silent)]
+                sent = [self._send_one(bot, chat_id, post.media[0], caption, silent=silent)]
             else:
-                sent = self._send_album(bot, chat_id, post.media, text, silent=silent)
+                sent = self._send_album(bot, chat_id, post.media, caption, silent=silent)
         if not isinstance(sent, list) or not all(
             isinstance(m, dict) and "message_id" in m for m in sent
         ):
@@ -313,11 +331,15 @@ class TelegramProvider(Provider):
         )
 
     @staticmethod
-    def _send_one(bot: BotApi, chat_id: str, item: MediaItem, caption: str, *, silent: bool) -> Any:
+    def _send_one(
+        bot: BotApi, chat_id: str, item: MediaItem, caption: Caption, *, silent: bool
+    ) -> Any:
         field = "photo" if item.content_type in PHOTO_TYPES else "video"
         form = {"chat_id": chat_id}
-        if caption:
-            form["caption"] = caption
+        if caption.text:
+            form["caption"] = caption.text
+            if caption.entities:
+                form["caption_entities"] = json.dumps(caption.entities)
         if silent:
             form["disable_notification"] = "true"
         upload = (_file_name(item, 0), item.data, item.content_type)
@@ -326,19 +348,21 @@ class TelegramProvider(Provider):
 
     @staticmethod
     def _send_album(
-        bot: BotApi, chat_id: str, media: tuple[MediaItem, ...], caption: str, *, silent: bool
+        bot: BotApi, chat_id: str, media: tuple[MediaItem, ...], caption: Caption, *, silent: bool
     ) -> Any:
-        described: list[dict[str, str]] = []
+        described: list[dict[str, Any]] = []
         files: list[tuple[str, tuple[str, bytes, str]]] = []
         for index, item in enumerate(media):
             part = f"file{index}"
-            entry = {
+            entry: dict[str, Any] = {
                 "type": "photo" if item.content_type in PHOTO_TYPES else "video",
                 "media": f"attach://{part}",
             }
             # One caption, on the first item: clients show it under the whole album.
-            if index == 0 and caption:
-                entry["caption"] = caption
+            if index == 0 and caption.text:
+                entry["caption"] = caption.text
+                if caption.entities:
+                    entry["caption_entities"] = caption.entities
             described.append(entry)
             files.append((part, (_file_name(item, index), item.data, item.content_type)))
         form = {"chat_id": chat_id, "media": json.dumps(described)}
