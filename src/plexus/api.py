@@ -60,7 +60,23 @@ def build_api_router() -> APIRouter:
 
     router.include_router(notifications_router)
 
+    from plexus.media.endpoints import public_router as public_media_router
     from plexus.media.endpoints import router as media_router
 
     router.include_router(media_router)
+    router.include_router(public_media_router)
+
+    from plexus.content.endpoints import router as content_router
+    from plexus.publishing.endpoints import content_router as publish_router
+    from plexus.publishing.endpoints import router as publications_router
+
+    router.include_router(content_router)
+    router.include_router(publish_router)
+    router.include_router(publications_router)
+
+    from plexus.upload_links.endpoints import public_router as public_uploads_router
+    from plexus.upload_links.endpoints import router as upload_links_router
+
+    router.include_router(upload_links_router)
+    router.include_router(public_uploads_router)
     return router

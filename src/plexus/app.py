@@ -84,6 +84,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             # An upload of up to PLEXUS_MEDIA_MAX_BYTES over a slow link takes minutes.
             "/api/v1/media": UPLOAD_DEADLINE_SECONDS,
             "/api/v1/media/": settings.request_deadline_seconds,
+            # Public upload links take the same raw-body uploads.
+            "/api/v1/public/uploads/": UPLOAD_DEADLINE_SECONDS,
         },
     )
     app.add_middleware(
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         per_prefix={
             f"{API_PREFIX}/media": settings.media_max_bytes,
             f"{API_PREFIX}/media/": settings.max_body_bytes,
+            f"{API_PREFIX}/public/uploads/": settings.media_max_bytes,
         },
     )
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)

@@ -153,6 +153,19 @@ class Settings(BaseSettings):
     media_max_video_seconds: int = Field(default=900, ge=1, le=86_400)
     #: Total bytes of media one workspace may store.
     media_workspace_quota_bytes: int = Field(default=5 * 1_073_741_824, ge=0)
+    #: How long a worker holds a publication it is sending. Past it, the dispatcher takes
+    #: the worker for dead and reconciles; it must exceed the longest publish (uploads
+    #: included), or a slow one still in flight would be looked up before it lands.
+    publish_lease_seconds: int = Field(default=900, ge=5, le=86_400)
+    #: How long after an unanswered publish Plexus first asks the platform what it holds.
+    publish_reconcile_delay_seconds: int = Field(default=60, ge=0, le=86_400)
+    #: Attempts before a publication that keeps failing temporarily is marked failed.
+    publish_max_attempts: int = Field(default=8, ge=1, le=100)
+    #: Exponential backoff between attempts: base, doubled each time, capped; with jitter.
+    publish_backoff_base_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    publish_backoff_max_seconds: float = Field(default=3600.0, ge=1, le=86_400)
+    #: Look-ups of an unconfirmed publication before it waits for a person.
+    publish_max_reconcile_attempts: int = Field(default=10, ge=1, le=1000)
 
     @classmethod
     def settings_customise_sources(

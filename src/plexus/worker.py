@@ -9,6 +9,7 @@ transaction commits and drops it on rollback.
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec
 
 from huey import Huey, crontab
@@ -29,7 +30,11 @@ if TYPE_CHECKING:
 
 QUEUE_NAME: Final = "plexus"
 #: Every module that declares tasks (a worker imports them all at start).
-TASK_MODULES: Final = ("plexus.audit.tasks", "plexus.connections.tasks")
+TASK_MODULES: Final = (
+    "plexus.audit.tasks",
+    "plexus.connections.tasks",
+    "plexus.publishing.tasks",
+)
 P = ParamSpec("P")
 
 log = get_logger("plexus.worker")
@@ -120,6 +125,25 @@ def enqueue(session: Session, job: TaskWrapper, *args: Any) -> None:
             log.exception("enqueue_failed", task=job.name)
 
     after_commit(session, send)
+
+
+def enqueue_at(session: Session, job: TaskWrapper, when: datetime, *args: Any) -> None:
+    """Send ``job(*args)`` to run at ``when`` (or now, if that has passed) once ``session``
+    commits. The database stays the truth: the periodic dispatchers find work whose
+    scheduled job was lost.
+    """
+    after_commit(session, lambda: send_at(job, when, *args))
+
+
+def send_at(job: TaskWrapper, when: datetime, *args: Any) -> None:
+    """``enqueue_at`` for code outside a transaction (nothing to wait for)."""
+    try:
+        if when <= datetime.now(UTC):
+            job(*args)
+        else:
+            job.schedule(args=args, eta=when)
+    except Exception:
+        log.exception("enqueue_failed", task=job.name)
 
 
 class EmbeddedConsumer(Consumer):  # type: ignore[misc]  # huey ships no type information

@@ -57,9 +57,10 @@ def test_read_the_current_workspace(client, team):
     response = client.get(workspace_path(viewer.workspace_id), headers=viewer.headers)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"id", "name", "mfa_policy", "created_at"}
+    assert set(body) == {"id", "name", "mfa_policy", "require_approval", "created_at"}
     assert body["id"] == viewer.workspace_id
     assert body["mfa_policy"] == "none"
+    assert body["require_approval"] is True
 
 
 def test_owner_renames_the_workspace_and_it_is_audited(client, runtime, owner):

@@ -69,6 +69,31 @@ class AuditEventType(StrEnum):
     # Media
     MEDIA_MEDIA_UPLOADED = "media:media:uploaded"
     MEDIA_MEDIA_DELETED = "media:media:deleted"
+    # Content
+    CONTENT_ITEM_CREATED = "content:item:created"
+    CONTENT_ITEM_UPDATED = "content:item:updated"
+    CONTENT_ITEM_SUBMITTED = "content:item:submitted"
+    CONTENT_ITEM_APPROVED = "content:item:approved"
+    CONTENT_ITEM_RETURNED = "content:item:returned"
+    CONTENT_ITEM_ARCHIVED = "content:item:archived"
+    CONTENT_ITEM_DELETED = "content:item:deleted"
+    CONTENT_SETTINGS_UPDATED = "content:settings:updated"
+    # Publishing
+    PUBLISHING_PUBLICATION_CREATED = "publishing:publication:created"
+    PUBLISHING_PUBLICATION_PUBLISHED = "publishing:publication:published"
+    PUBLISHING_PUBLICATION_FAILED = "publishing:publication:failed"
+    PUBLISHING_PUBLICATION_UNCONFIRMED = "publishing:publication:unconfirmed"
+    PUBLISHING_PUBLICATION_RECONCILED = "publishing:publication:reconciled"
+    PUBLISHING_PUBLICATION_CANCELLED = "publishing:publication:cancelled"
+    PUBLISHING_PUBLICATION_RESCHEDULED = "publishing:publication:rescheduled"
+    PUBLISHING_PUBLICATION_RETRIED = "publishing:publication:retried"
+    PUBLISHING_PUBLICATION_DELETED = "publishing:publication:deleted"
+    # Public upload links
+    UPLOAD_LINK_CREATED = "upload:link:created"
+    UPLOAD_LINK_REVOKED = "upload:link:revoked"
+    UPLOAD_SUBMISSION_RECEIVED = "upload:submission:received"
+    UPLOAD_SUBMISSION_ACCEPTED = "upload:submission:accepted"
+    UPLOAD_SUBMISSION_REJECTED = "upload:submission:rejected"
 
 
 class AuditResult(StrEnum):

@@ -208,4 +208,9 @@ def worker(
         raise fail("the database schema is not at the latest migration: run `plexus migrate`")
     load_tasks()
     log.info("worker_starting", threads=threads, redis=rt.settings.redis_url is not None)
+    # Catch up at once (publications due, or left behind by a worker that died) rather
+    # than at the dispatcher's next round.
+    from plexus.publishing.tasks import run_dispatcher
+
+    run_dispatcher()
     huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()

@@ -15,33 +15,28 @@ from starlette.concurrency import run_in_threadpool
 
 from plexus.auth.principal import Principal
 from plexus.authz.permissions import Permission
-from plexus.authz.policy import Allow
+from plexus.authz.policy import Allow, Public
 from plexus.deps import RuntimeDep, SessionDep
-from plexus.errors import PayloadTooLarge
-from plexus.media import service
+from plexus.media import links, service
 from plexus.media.schemas import MediaList, MediaRead, MediaUpdate
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import BinaryIO
 
+    from plexus.models.media import Media
+    from plexus.runtime import Runtime
+
 MAX_ID: Final = 2**63 - 1
 DOWNLOAD_CHUNK: Final = 65_536
 
 router = APIRouter(prefix="/media", tags=["media"])
+public_router = APIRouter(prefix="/public/media", tags=["media"])
 
 Reader = Annotated[Principal, Depends(Allow(Permission.MEDIA_READ))]
 Writer = Annotated[Principal, Depends(Allow(Permission.MEDIA_WRITE))]
 Uploader = Annotated[Principal, Depends(Allow(Permission.MEDIA_WRITE, rate="upload"))]
 MediaId = Annotated[int, Path(ge=1, le=MAX_ID)]
-
-
-def _declared_length(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise PayloadTooLarge("Invalid Content-Length.")
-    return int(value)
 
 
 @router.post("", response_model=MediaRead, status_code=201, responses={200: {"model": MediaRead}})
@@ -68,7 +63,7 @@ async def upload(
         rt,
         principal,
         request.stream(),
-        declared_length=_declared_length(content_length),
+        declared_length=service.declared_length(content_length),
         filename=service.filename_from(filename, content_disposition),
     )
     if not created:
@@ -112,7 +107,11 @@ def download(
     media_id: MediaId, principal: Reader, session: SessionDep, rt: RuntimeDep
 ) -> StreamingResponse:
     """The stored bytes, always as an attachment under a generated name, sandboxed."""
-    media = service.get_media(session, principal, media_id)
+    return file_response(rt, service.get_media(session, principal, media_id))
+
+
+def file_response(rt: Runtime, media: Media) -> StreamingResponse:
+    """Stored bytes as an attachment under a generated name, never sniffed, sandboxed."""
     stream = service.open_content(rt, media)
     headers = {
         "Content-Length": str(media.byte_size),
@@ -121,6 +120,22 @@ def download(
         "Content-Security-Policy": "sandbox",
     }
     return StreamingResponse(_chunks(stream), media_type=media.content_type, headers=headers)
+
+
+@public_router.get(
+    "/{media_id}/{expires}/{signature}",
+    response_class=StreamingResponse,
+    dependencies=[Depends(Public())],
+)
+def signed_file(
+    media_id: MediaId,
+    expires: Annotated[int, Path(ge=0, le=2**40)],
+    signature: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+    session: SessionDep,
+    rt: RuntimeDep,
+) -> StreamingResponse:
+    """A file through a signed, expiring link (platforms that fetch media by URL)."""
+    return file_response(rt, links.open_link(session, rt, media_id, expires, signature))
 
 
 @router.delete("/{media_id}", status_code=204, response_class=Response)

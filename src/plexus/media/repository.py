@@ -1,21 +1,31 @@
 """Queries on media. ``MediaRepository`` is bound to one workspace: another workspace's
 media is not found. ``hash_in_use`` looks across workspaces, because stored bytes are
 shared by every row with their hash.
+
+Media that arrived through a public upload link is ``pending_review`` until an editor
+accepts it: the ordinary reads (``get``, ``page``) see ready media only, so pending media
+cannot be listed, read, downloaded or attached through the media API. The review path
+reads it with ``get_any``; deduplication (``by_hash``) and the quota (``bytes_used``) see
+every row, whatever its status.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import func, select
 
 from plexus.models.media import Media
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     from sqlalchemy import Select
     from sqlalchemy.orm import Session
+
+#: The statuses of ``Media.status``.
+READY: Final = "ready"
+PENDING_REVIEW: Final = "pending_review"
 
 
 class MediaRepository:
@@ -23,8 +33,13 @@ class MediaRepository:
         self.session = session
         self.workspace_id = workspace_id
 
-    def _base(self) -> Select[Media]:
+    def _all(self) -> Select[Media]:
+        """Every media row of the workspace, pending review or not."""
         return select(Media).where(Media.workspace_id == self.workspace_id)
+
+    def _base(self) -> Select[Media]:
+        """What the media API shows: the workspace's ready media."""
+        return self._all().where(Media.status == READY)
 
     def add(self, media: Media) -> Media:
         if media.workspace_id != self.workspace_id:
@@ -37,10 +52,22 @@ class MediaRepository:
     def get(self, media_id: int) -> Media | None:
         return self.session.scalars(self._base().where(Media.id == media_id)).first()
 
+    def get_any(self, media_id: int) -> Media | None:
+        """Ready or pending review: for the review of public uploads only."""
+        return self.session.scalars(self._all().where(Media.id == media_id)).first()
+
+    def many_any(self, media_ids: Collection[int]) -> Sequence[Media]:
+        """Ready or pending review, by id: for the review queue only."""
+        if not media_ids:
+            return []
+        return self.session.scalars(self._all().where(Media.id.in_(list(media_ids)))).all()
+
     def by_hash(self, sha256: str) -> Media | None:
-        return self.session.scalars(self._base().where(Media.sha256 == sha256)).first()
+        """The workspace's media with these bytes, whatever its status (one per hash)."""
+        return self.session.scalars(self._all().where(Media.sha256 == sha256)).first()
 
     def bytes_used(self) -> int:
+        """Bytes of every row, pending review included: the quota counts them all."""
         statement = select(func.coalesce(func.sum(Media.byte_size), 0)).where(
             Media.workspace_id == self.workspace_id
         )
@@ -64,3 +91,9 @@ def hash_in_use(session: Session, sha256: str) -> bool:
     """Whether any workspace still has media with these bytes."""
     statement = select(Media.id).where(Media.sha256 == sha256).limit(1)
     return session.scalars(statement).first() is not None
+
+
+def ready_by_id(session: Session, media_id: int) -> Media | None:
+    """Ready media by id in any workspace: only for a link whose signature names it."""
+    statement = select(Media).where(Media.id == media_id, Media.status == READY)
+    return session.scalars(statement).first()

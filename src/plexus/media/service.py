@@ -6,6 +6,19 @@ bytes, scanned for hidden archives and scripts, and then cleaned (images: decode
 pixel limit and re-encoded without metadata) or checked (videos: container structure and
 duration). The cleaned bytes are stored under their SHA-256. Every refusal leaves nothing
 behind: the temporary files are removed in ``finally`` and no row is written.
+
+Uploads through a public upload link (``upload_for_review``) go through the very same
+checks and the same quota, for a workspace rather than a principal, and are stored
+``pending_review``: invisible to the media API until an editor accepts them
+(``publish_reviewed``) or rejects them (``discard_reviewed``). A workspace holds one row
+per distinct file, so bytes the workspace already has are never stored twice:
+
+- a public upload of bytes the workspace already holds (ready or pending) returns that
+  row, unchanged: no new row, no quota spent, nothing a reviewer's rejection could take
+  from the library;
+- a member's upload of bytes that wait for review as a public upload makes that row
+  ready and the member's (the member vouches for the bytes), and answers exactly as a new
+  upload would, so the member learns nothing of the review queue.
 """
 
 from __future__ import annotations
@@ -24,18 +37,19 @@ from urllib.parse import unquote
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from plexus.audit.events import AuditEventType, Target
-from plexus.db import unit_of_work
-from plexus.errors import NotFound, PayloadTooLarge
+from plexus.audit.events import Actor, AuditEventType, Target
+from plexus.db import after_commit, unit_of_work
+from plexus.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
 from plexus.media import sniff
 from plexus.media.images import clean_image
-from plexus.media.repository import MediaRepository, hash_in_use
+from plexus.media.repository import PENDING_REVIEW, READY, MediaRepository, hash_in_use
 from plexus.media.storage import LocalStorage
 from plexus.media.video import video_duration
+from plexus.models.base import utcnow
 from plexus.models.media import MAX_FILENAME_CHARS, Media
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
     from sqlalchemy.orm import Session
 
@@ -48,6 +62,26 @@ MAX_FILENAME_INPUT: Final = 1000
 _DISPOSITION_STAR: Final = re.compile(r"filename\*\s*=\s*(?:UTF-8|utf-8)''([^;\s]+)")
 _DISPOSITION_PLAIN: Final = re.compile(r'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))')
 COPY_CHUNK: Final = 1_048_576
+#: Every kind of media an upload may be.
+ALL_KINDS: Final = frozenset({"image", "video"})
+
+
+class QuotaExceeded(PayloadTooLarge):
+    """The workspace's media quota would be exceeded (a 413 like any other size refusal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    """Whose upload it is: a member's (ready at once) or a public link's (pending review)."""
+
+    workspace_id: int
+    actor: Actor
+    created_by: int | None
+    status: str
+
+    @classmethod
+    def of(cls, principal: Principal) -> _Owner:
+        return cls(principal.workspace_id, principal.actor, principal.user_id, READY)
 
 
 def storage_for(settings: Settings) -> LocalStorage:
@@ -85,6 +119,15 @@ def sanitise_filename(raw: str) -> str | None:
     return name or None
 
 
+def declared_length(value: str | None) -> int | None:
+    """The body length a ``Content-Length`` header declares; 413 when it is not a number."""
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise PayloadTooLarge("Invalid Content-Length.")
+    return int(value)
+
+
 # --- streaming the upload --------------------------------------------------------------
 
 
@@ -95,11 +138,21 @@ class _Upload:
     size: int
 
 
+def _identify(head: bytes, kinds: Collection[str]) -> sniff.Kind:
+    """The head's kind; 415 when it is not allowed at all, or not one of ``kinds``."""
+    kind = sniff.identify(head)
+    if kind.kind not in kinds:
+        allowed = " and ".join(f"{k}s" for k in sorted(kinds))
+        raise UnsupportedMediaType(f"Only {allowed} are accepted here.")
+    return kind
+
+
 async def _copy(
-    chunks: AsyncIterator[bytes], out: BinaryIO, settings: Settings
+    chunks: AsyncIterator[bytes], out: BinaryIO, settings: Settings, kinds: Collection[str]
 ) -> tuple[bytes, int]:
     """Copy the body to ``out``; 413 the moment it passes its cap (the general cap, or the
-    image cap once the head shows an image), 415 as soon as the head is not allowed.
+    image cap once the head shows an image), 415 as soon as the head is not allowed (or
+    not one of ``kinds``).
     """
     cap = settings.media_max_bytes
     head = b""
@@ -108,7 +161,7 @@ async def _copy(
         size += len(chunk)
         if len(head) < sniff.HEAD_BYTES:
             head += chunk[: sniff.HEAD_BYTES - len(head)]
-            if len(head) >= sniff.HEAD_BYTES and sniff.identify(head).kind == "image":
+            if len(head) >= sniff.HEAD_BYTES and _identify(head, kinds).kind == "image":
                 cap = min(cap, settings.media_max_image_bytes)
         if size > cap:
             raise PayloadTooLarge(f"The limit is {cap} bytes.")
@@ -128,7 +181,11 @@ def _remove(*paths: Path | None) -> None:
 
 
 async def _receive(
-    chunks: AsyncIterator[bytes], temp_dir: Path, settings: Settings, declared: int | None
+    chunks: AsyncIterator[bytes],
+    temp_dir: Path,
+    settings: Settings,
+    declared: int | None,
+    kinds: Collection[str],
 ) -> _Upload:
     """Write the body to a new file in ``temp_dir`` under the caps (see ``_copy``)."""
     if declared is not None and declared > settings.media_max_bytes:
@@ -136,7 +193,7 @@ async def _receive(
     out, path = await run_in_threadpool(_new_temp, temp_dir, "upload-")
     try:
         with out:
-            head, size = await _copy(chunks, out, settings)
+            head, size = await _copy(chunks, out, settings, kinds)
     except BaseException:
         await run_in_threadpool(_remove, path)
         raise
@@ -165,11 +222,11 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check(upload: _Upload, settings: Settings, temp_dir: Path) -> _Checked:
+def _check(upload: _Upload, settings: Settings, temp_dir: Path, kinds: Collection[str]) -> _Checked:
     """Identify, scan and clean the upload; the result's ``path`` is a temporary file
     (the upload's own for videos, a new one for re-encoded images).
     """
-    kind = sniff.identify(upload.head)
+    kind = _identify(upload.head, kinds)
     if kind.kind == "image" and upload.size > settings.media_max_image_bytes:
         raise PayloadTooLarge(f"The limit for images is {settings.media_max_image_bytes} bytes.")
     sniff.refuse_polyglots(upload.path)
@@ -185,19 +242,52 @@ def _check(upload: _Upload, settings: Settings, temp_dir: Path) -> _Checked:
     return _Checked(kind, path, sha, len(clean.data), clean.width, clean.height)
 
 
-def _store(
-    session: Session, rt: Runtime, principal: Principal, checked: _Checked, filename: str | None
+def _reuse(
+    session: Session, rt: Runtime, owner: _Owner, media: Media, filename: str | None
 ) -> tuple[Media, bool]:
-    repo = _repo(session, principal)
+    """The workspace already holds these bytes as ``media`` (see the module docstring)."""
+    if owner.status != READY or media.status == READY:
+        return media, False
+    # A member uploads what waits for review: from now on it is the member's upload, as
+    # if it were new (the anonymous uploader's name for it and its time are not shown).
+    media.status = READY
+    media.created_by = owner.created_by
+    media.original_filename = filename
+    media.created_at = utcnow()
+    session.flush()
+    _audit_uploaded(session, rt, owner, media)
+    return media, True
+
+
+def _audit_uploaded(session: Session, rt: Runtime, owner: _Owner, media: Media) -> None:
+    rt.audit.record(
+        session,
+        AuditEventType.MEDIA_MEDIA_UPLOADED,
+        owner.actor,
+        target=Target("media", str(media.id)),
+        context={
+            "kind": media.kind,
+            "content_type": media.content_type,
+            "bytes": media.byte_size,
+            "status": media.status,
+        },
+        workspace_id=owner.workspace_id,
+    )
+
+
+def _store(
+    session: Session, rt: Runtime, owner: _Owner, checked: _Checked, filename: str | None
+) -> tuple[Media, bool]:
+    repo = MediaRepository(session, owner.workspace_id)
     existing = repo.by_hash(checked.sha256)
     if existing is not None:
-        return existing, False
+        return _reuse(session, rt, owner, existing, filename)
     quota = rt.settings.media_workspace_quota_bytes
     if repo.bytes_used() + checked.size > quota:
-        raise PayloadTooLarge(f"The workspace's media quota of {quota} bytes would be exceeded.")
+        raise QuotaExceeded(f"The workspace's media quota of {quota} bytes would be exceeded.")
     storage = storage_for(rt.settings)
     media = Media(
-        workspace_id=principal.workspace_id,
+        workspace_id=owner.workspace_id,
         sha256=checked.sha256,
         kind=checked.kind.kind,
         content_type=checked.kind.content_type,
@@ -206,7 +296,8 @@ def _store(
         height=checked.height,
         duration_seconds=checked.duration,
         original_filename=filename,
-        created_by=principal.user_id,
+        status=owner.status,
+        created_by=owner.created_by,
     )
     try:
         with session.begin_nested():
@@ -216,30 +307,60 @@ def _store(
         raced = repo.by_hash(checked.sha256)
         if raced is None:
             raise
-        return raced, False
+        return _reuse(session, rt, owner, raced, filename)
     storage.put(checked.sha256, checked.path)
-    rt.audit.record(
-        session,
-        AuditEventType.MEDIA_MEDIA_UPLOADED,
-        principal.actor,
-        target=Target("media", str(media.id)),
-        context={"kind": media.kind, "content_type": media.content_type, "bytes": media.byte_size},
-        workspace_id=principal.workspace_id,
-    )
+    _audit_uploaded(session, rt, owner, media)
     return media, True
 
 
-def _check_and_store(
-    session: Session, rt: Runtime, principal: Principal, upload: _Upload, filename: str | None
+def _check_and_store(  # noqa: PLR0913 - the upload, whose it is, and what runs before storing
+    session: Session,
+    rt: Runtime,
+    owner: _Owner,
+    upload: _Upload,
+    filename: str | None,
+    *,
+    kinds: Collection[str],
+    before_store: Callable[[], None] | None,
 ) -> tuple[Media, bool]:
     temp_dir = storage_for(rt.settings).temp_dir
     checked: _Checked | None = None
     try:
-        checked = _check(upload, rt.settings, temp_dir)
-        return _store(session, rt, principal, checked, filename)
+        checked = _check(upload, rt.settings, temp_dir, kinds)
+        if before_store is not None:
+            before_store()
+        return _store(session, rt, owner, checked, filename)
     finally:
         # Stored files were moved away; whatever is still here is a leftover.
         _remove(upload.path, checked.path if checked is not None else None)
+
+
+async def _upload(  # noqa: PLR0913 - whose, the body, what the client said, the extra rules
+    session: Session,
+    rt: Runtime,
+    owner: _Owner,
+    chunks: AsyncIterator[bytes],
+    *,
+    declared_length: int | None,
+    filename: str | None,
+    kinds: Collection[str] = ALL_KINDS,
+    before_store: Callable[[], None] | None = None,
+) -> tuple[Media, bool]:
+    temp_dir = await run_in_threadpool(lambda: storage_for(rt.settings).temp_dir)
+    received = await _receive(chunks, temp_dir, rt.settings, declared_length, kinds)
+    try:
+        return await run_in_threadpool(
+            _check_and_store,
+            session,
+            rt,
+            owner,
+            received,
+            filename,
+            kinds=kinds,
+            before_store=before_store,
+        )
+    finally:
+        await run_in_threadpool(_remove, received.path)
 
 
 async def upload(  # noqa: PLR0913 - who, where, the body and what the client said of it
@@ -254,12 +375,46 @@ async def upload(  # noqa: PLR0913 - who, where, the body and what the client sa
     """Receive, check and store one upload. Returns the media and whether it is new (the
     same cleaned bytes uploaded again to the workspace return the first upload's row).
     """
-    temp_dir = await run_in_threadpool(lambda: storage_for(rt.settings).temp_dir)
-    received = await _receive(chunks, temp_dir, rt.settings, declared_length)
-    try:
-        return await run_in_threadpool(_check_and_store, session, rt, principal, received, filename)
-    finally:
-        await run_in_threadpool(_remove, received.path)
+    return await _upload(
+        session,
+        rt,
+        _Owner.of(principal),
+        chunks,
+        declared_length=declared_length,
+        filename=filename,
+    )
+
+
+async def upload_for_review(  # noqa: PLR0913 - where, the body, what the client said, the rules
+    session: Session,
+    rt: Runtime,
+    workspace_id: int,
+    chunks: AsyncIterator[bytes],
+    *,
+    declared_length: int | None,
+    filename: str | None,
+    kinds: Collection[str],
+    before_store: Callable[[], None],
+) -> tuple[Media, bool]:
+    """Receive, check and store an anonymous upload for ``workspace_id``, pending review.
+
+    The same caps, checks, cleaning and quota as ``upload``; 415 as soon as the file is
+    not one of ``kinds``. ``before_store`` runs in the caller's transaction once the file
+    passed every check and before anything is stored; whatever it raises refuses the
+    upload (and leaves nothing behind). Returns the media and whether it is a new row:
+    bytes the workspace already holds give its existing row, unchanged.
+    """
+    owner = _Owner(workspace_id, Actor.anonymous(), None, PENDING_REVIEW)
+    return await _upload(
+        session,
+        rt,
+        owner,
+        chunks,
+        declared_length=declared_length,
+        filename=filename,
+        kinds=kinds,
+        before_store=before_store,
+    )
 
 
 # --- reading, describing, deleting -----------------------------------------------------
@@ -329,3 +484,57 @@ def forget_unreferenced(rt: Runtime, sha256: str) -> None:
             return
     with suppress(FileNotFoundError):
         storage_for(rt.settings).delete(sha256)
+
+
+# --- the review of public uploads --------------------------------------------------------
+
+
+def media_for_review(
+    session: Session, principal: Principal, media_ids: Collection[int]
+) -> dict[int, Media]:
+    """The workspace's media (ready or pending review) with these ids, by id."""
+    return {m.id: m for m in _repo(session, principal).many_any(media_ids)}
+
+
+def get_for_review(session: Session, principal: Principal, media_id: int) -> Media:
+    """The workspace's media ``media_id``, ready or pending review; NotFound otherwise."""
+    media = _repo(session, principal).get_any(media_id)
+    if media is None:
+        raise NotFound("No such media.")
+    return media
+
+
+def awaits_review(media: Media) -> bool:
+    """Whether ``media`` arrived through a public upload link and was not accepted yet."""
+    return media.status == PENDING_REVIEW
+
+
+def publish_reviewed(session: Session, principal: Principal, media_id: int) -> Media:
+    """Make reviewed media ready: from now on the media API shows it like any other."""
+    media = get_for_review(session, principal, media_id)
+    media.status = READY
+    session.flush()
+    return media
+
+
+def discard_reviewed(session: Session, rt: Runtime, principal: Principal, media_id: int) -> bool:
+    """Delete rejected media if it is still pending review (ready media, which the
+    workspace holds in its own right, is kept); True when it was deleted.
+
+    Its bytes are removed once the deletion is committed, if no workspace uses them.
+    """
+    media = get_for_review(session, principal, media_id)
+    if not awaits_review(media):
+        return False
+    sha = media.sha256
+    rt.audit.record(
+        session,
+        AuditEventType.MEDIA_MEDIA_DELETED,
+        principal.actor,
+        target=Target("media", str(media.id)),
+        context={"kind": media.kind, "bytes": media.byte_size, "status": media.status},
+        workspace_id=principal.workspace_id,
+    )
+    _repo(session, principal).delete(media)
+    after_commit(session, lambda: forget_unreferenced(rt, sha))
+    return True

@@ -3,6 +3,13 @@
 from plexus.models.audit import AuditChainHead, AuditEvent
 from plexus.models.base import Base
 from plexus.models.connections import Connection, Notification, OAuthClientRegistration, OAuthFlow
+from plexus.models.content import (
+    ContentItem,
+    ContentVersion,
+    Publication,
+    UploadLink,
+    UploadSubmission,
+)
 from plexus.models.identity import (
     ApiKey,
     AuthSession,
@@ -27,6 +34,8 @@ __all__ = [
     "AuthSession",
     "Base",
     "Connection",
+    "ContentItem",
+    "ContentVersion",
     "Invitation",
     "IpRule",
     "LoginChallenge",
@@ -35,10 +44,13 @@ __all__ = [
     "Notification",
     "OAuthClientRegistration",
     "OAuthFlow",
+    "Publication",
     "RecoveryCode",
     "RefreshToken",
     "SecurityEvent",
     "SigningKey",
+    "UploadLink",
+    "UploadSubmission",
     "User",
     "WebAuthnChallenge",
     "WebAuthnCredential",

@@ -88,6 +88,9 @@ class Connection(Base):
     last_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     rate_limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Bumped by every publication claim: the write that serialises claims on this
+    #: connection, so its rate limits and daily cap are counted by one claim at a time.
+    publish_claims: Mapped[int] = mapped_column(Integer, default=0)
     #: A short, secret-free reason for the last failure (shown to the workspace).
     last_error: Mapped[str | None] = mapped_column(String(300))
     created_by: Mapped[int | None] = mapped_column(BigInteger)

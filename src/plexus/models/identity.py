@@ -60,6 +60,9 @@ class Workspace(Base):
     name: Mapped[str] = mapped_column(String(120))
     #: "none", "admins" (owners and admins need MFA) or "all".
     mfa_policy: Mapped[str] = mapped_column(String(16), default="none")
+    #: Content must be approved by an editor before it is published (a contributor's work
+    #: always is); off, editors publish their own drafts directly.
+    require_approval: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

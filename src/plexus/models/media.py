@@ -47,5 +47,7 @@ class Media(Base):
     #: The name the client gave, sanitised; shown only, never used to store or serve.
     original_filename: Mapped[str | None] = mapped_column(String(MAX_FILENAME_CHARS))
     alt_text: Mapped[str | None] = mapped_column(String(MAX_ALT_TEXT_CHARS))
+    #: "ready", or "pending_review" while it waits for an editor (public upload links).
+    status: Mapped[str] = mapped_column(String(16), default="ready")
     created_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

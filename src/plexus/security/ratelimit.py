@@ -53,6 +53,9 @@ DEFAULT_LIMITS: Final[dict[str, str]] = {
     "password": "5 per 15 minutes",
     "invitation": "30 per hour",
     "upload": "60 per hour",
+    # Public upload links: per link, and per client address across links.
+    "upload_link": "30 per hour",
+    "upload_link_ip": "20 per hour",
     # IP guard thresholds: failures from one address (IPv6: one /64) before it is blocked.
     # Failed logins, whatever the account (credential stuffing).
     "block_login": "30 per hour",

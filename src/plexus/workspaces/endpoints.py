@@ -107,9 +107,17 @@ def update_workspace(
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Allow(Permission.WORKSPACE_UPDATE, reauth=True))],
 ) -> WorkspaceRead:
-    """Rename the workspace or set its MFA policy (needs a recent sign-in)."""
+    """Rename the workspace, set its MFA policy or whether content needs approval (needs a
+    recent sign-in).
+    """
     workspace = service.update_workspace(
-        session, runtime, principal, workspace_id, name=body.name, mfa_policy=body.mfa_policy
+        session,
+        runtime,
+        principal,
+        workspace_id,
+        name=body.name,
+        mfa_policy=body.mfa_policy,
+        require_approval=body.require_approval,
     )
     return _workspace(workspace)
 

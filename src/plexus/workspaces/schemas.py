@@ -34,6 +34,8 @@ class WorkspaceRead(Strict):
     id: int
     name: str
     mfa_policy: MfaPolicy
+    #: Content is approved by an editor before it is published.
+    require_approval: bool
     created_at: datetime
 
 
@@ -49,11 +51,12 @@ class MyWorkspace(Strict):
 class WorkspaceUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX)
     mfa_policy: MfaPolicy | None = None
+    require_approval: bool | None = None
 
     @model_validator(mode="after")
     def _something(self) -> WorkspaceUpdate:
-        if self.name is None and self.mfa_policy is None:
-            msg = "give at least one of name, mfa_policy"
+        if self.name is None and self.mfa_policy is None and self.require_approval is None:
+            msg = "give at least one of name, mfa_policy, require_approval"
             raise ValueError(msg)
         return self
 

@@ -124,7 +124,7 @@ def get_workspace(session: Session, principal: Principal, workspace_id: int) -> 
     return workspace
 
 
-def update_workspace(  # noqa: PLR0913 - who, which, and the two settings
+def update_workspace(  # noqa: PLR0913 - who, which, and the settings
     session: Session,
     runtime: Runtime,
     principal: Principal,
@@ -132,6 +132,7 @@ def update_workspace(  # noqa: PLR0913 - who, which, and the two settings
     *,
     name: str | None = None,
     mfa_policy: str | None = None,
+    require_approval: bool | None = None,
 ) -> Workspace:
     """Rename the workspace and/or set its MFA policy; audited with the old and new values.
 
@@ -157,6 +158,9 @@ def update_workspace(  # noqa: PLR0913 - who, which, and the two settings
             )
         changes["mfa_policy"] = [workspace.mfa_policy, mfa_policy]
         workspace.mfa_policy = mfa_policy
+    if require_approval is not None and require_approval != workspace.require_approval:
+        changes["require_approval"] = [str(workspace.require_approval), str(require_approval)]
+        workspace.require_approval = require_approval
     if changes:
         session.flush()
         runtime.audit.record(

@@ -1,0 +1,1 @@
+"""Public upload links: anyone holding one uploads media for one content item, for review."""
