@@ -654,3 +654,22 @@ def test_calendar_range_lists_what_is_scheduled_inside_it(sandbox, sandbox_runti
     )
     assert listed.status_code == 200, listed.text
     assert listed.json()["total"] == 1
+
+
+def test_returned_content_needs_approval_again(sandbox, sandbox_runtime, sandbox_client):
+    owner, connection_id, item = _approved(sandbox_runtime, sandbox_client)
+    returned = sandbox_client.post(f"{API}/content/{item['id']}/return", headers=owner.headers)
+    assert returned.json()["approved_version"] is None
+    refused = _publish(sandbox_client, owner.headers, item["id"], [connection_id])
+    assert refused.status_code == 409, refused.text
+
+
+def test_content_being_published_cannot_be_deleted_until_settled(
+    sandbox, sandbox_runtime, sandbox_client
+):
+    owner, _, publication_id = _one_publication(sandbox_runtime, sandbox_client)
+    content_id = _publication(sandbox_client, owner.headers, publication_id)["content_id"]
+    path = f"{API}/content/{content_id}"
+    assert sandbox_client.delete(path, headers=owner.headers).status_code == 409
+    sandbox_client.post(f"{API}/publications/{publication_id}/cancel", headers=owner.headers)
+    assert sandbox_client.delete(path, headers=owner.headers).status_code == 204

@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from plexus.models.content import ContentItem, ContentVersion
+from plexus.models.content import ContentItem, ContentVersion, Publication
+
+#: Publication states that are not finished (``plexus.publishing.states.ACTIVE``; repeated
+#: here because publishing depends on content, not the other way round).
+UNFINISHED = ("scheduled", "queued", "publishing", "unconfirmed", "parked")
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -64,6 +68,21 @@ class ContentRepository:
             .offset(offset)
         ).all()
         return rows, int(total)
+
+    def has_unfinished_publications(self, content_id: int) -> bool:
+        """Whether a publication of the item is scheduled, queued, being sent, parked or
+        unconfirmed (deleting the item would lose track of a post that may go out).
+        """
+        statement = (
+            select(Publication.id)
+            .where(
+                Publication.workspace_id == self.workspace_id,
+                Publication.content_id == content_id,
+                Publication.state.in_(UNFINISHED),
+            )
+            .limit(1)
+        )
+        return self.session.scalars(statement).first() is not None
 
     def delete(self, item: ContentItem) -> None:
         self.session.delete(item)

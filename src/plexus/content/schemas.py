@@ -11,8 +11,16 @@ from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+from plexus.kit.text import no_nul
 from plexus.models.content import (
     MAX_AUTHOR_CHARS,
     MAX_BODY_CHARS,
@@ -28,8 +36,8 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Title = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TITLE_CHARS, strip_whitespace=True)
 ]
-Body = Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)]
-Excerpt = Annotated[str, StringConstraints(max_length=MAX_EXCERPT_CHARS)]
+Body = Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS), AfterValidator(no_nul)]
+Excerpt = Annotated[str, StringConstraints(max_length=MAX_EXCERPT_CHARS), AfterValidator(no_nul)]
 Author = Annotated[str, StringConstraints(max_length=MAX_AUTHOR_CHARS, strip_whitespace=True)]
 #: Letters, digits, spaces, ``-`` and ``_``: never a quote or backslash (see the repository).
 Tag = Annotated[str, StringConstraints(pattern=r"^[\w][\w \-]{0,49}$")]
@@ -46,7 +54,7 @@ class Strict(BaseModel):
 class Override(Strict):
     """What one connection gets instead of the common text and media."""
 
-    text: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)] | None = None
+    text: Body | None = None
     media_ids: list[Id] | None = Field(default=None, max_length=20)
 
 

@@ -311,6 +311,10 @@ def _move(  # noqa: PLR0913 - who, what, from where to where, and what is said o
     if to == APPROVED:
         item.approved_version = item.version
         item.approved_by = principal.user_id
+    elif to == DRAFT:
+        # Returned or restored: it needs approving (again) before it is published.
+        item.approved_version = None
+        item.approved_by = None
     session.flush()
     _audit(session, rt, principal, event, item, status=[previous, to], **context)
     return item
@@ -390,6 +394,11 @@ def delete_item(session: Session, rt: Runtime, principal: Principal, content_id:
     platforms: delete those first through the publications API).
     """
     item = get_item(session, principal, content_id, lock=True)
+    if _repo(session, principal).has_unfinished_publications(content_id):
+        raise Conflict(
+            "This content is still being published somewhere; cancel or settle its "
+            "publications first."
+        )
     _audit(session, rt, principal, AuditEventType.CONTENT_ITEM_DELETED, item, title=item.title)
     _repo(session, principal).delete(item)
 

@@ -7,10 +7,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    ValidationError,
+)
 
-Line = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Paragraph = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+from plexus.kit.text import no_nul
+
+Line = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
+    AfterValidator(no_nul),
+]
+Paragraph = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2000, strip_whitespace=True),
+    AfterValidator(no_nul),
+]
 MediaId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 

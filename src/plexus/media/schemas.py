@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from plexus.kit.text import no_nul
 from plexus.models.media import MAX_ALT_TEXT_CHARS
 
 if TYPE_CHECKING:
@@ -55,4 +56,4 @@ class MediaUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     #: The description read out to people who cannot see the image; null removes it.
-    alt_text: str | None = Field(max_length=MAX_ALT_TEXT_CHARS)
+    alt_text: Annotated[str, AfterValidator(no_nul)] | None = Field(max_length=MAX_ALT_TEXT_CHARS)
