@@ -530,8 +530,9 @@ def test_a_worker_dying_after_sending_is_reconciled_not_sent_again(
     assert isinstance(job, pipeline.Job)
     from plexus.connections import calls
 
+    post = job.planned.post(sandbox_runtime, job.idempotency_key)
     sent = calls.with_connection(
-        sandbox_runtime, connection_id, lambda p, link: p.publish(link, job.post)
+        sandbox_runtime, connection_id, lambda p, link: p.publish(link, post)
     )
     # ... and here the worker is killed: nothing recorded.
     assert _row(sandbox_runtime, publication_id).state == states.PUBLISHING
@@ -673,3 +674,22 @@ def test_content_being_published_cannot_be_deleted_until_settled(
     assert sandbox_client.delete(path, headers=owner.headers).status_code == 409
     sandbox_client.post(f"{API}/publications/{publication_id}/cancel", headers=owner.headers)
     assert sandbox_client.delete(path, headers=owner.headers).status_code == 204
+
+
+def test_media_that_cannot_be_read_sends_nothing_and_waits(
+    sandbox, sandbox_runtime, sandbox_client
+):
+    client = sandbox_client
+    owner, connection_id = _ready(sandbox_runtime, client)
+    upload = client.post(f"{API}/media?filename=a.jpg", content=_jpeg(), headers=owner.headers)
+    item = _content(client, owner.headers, media_ids=[upload.json()["id"]])
+    _approve(client, owner.headers, item["id"])
+    [created] = _publish(client, owner.headers, item["id"], [connection_id]).json()["publications"]
+    stored = sandbox_runtime.settings.data_dir / "media"
+    for path in stored.rglob(upload.json()["sha256"]):
+        path.unlink()
+    drive(sandbox_runtime)
+    row = _row(sandbox_runtime, created["id"])
+    assert row.state == states.QUEUED
+    assert "could not be read" in (row.last_error or "")
+    assert sandbox.platform.count("/api/posts") == 0

@@ -75,21 +75,38 @@ def compose(snapshot: dict[str, Any], connection_id: int, capabilities: Capabili
     return Composed(text, tuple(spans), tuple(int(m) for m in media_ids), hashtags)
 
 
+@dataclass(frozen=True, slots=True)
+class MediaRef:
+    """One media item of a post, as read from its row (the bytes are read later, with no
+    transaction open: the storage may be remote).
+    """
+
+    sha256: str
+    content_type: str
+    alt_text: str | None
+    #: A signed link, for platforms that fetch media by URL.
+    public_url: str | None
+
+    @classmethod
+    def of(cls, row: Media, public_url: str | None) -> MediaRef:
+        return cls(row.sha256, row.content_type, row.alt_text, public_url)
+
+
 def post_of(
-    composed: Composed, media: Sequence[tuple[Media, bytes, str | None]], idempotency_key: str
+    composed: Composed, media: Sequence[tuple[MediaRef, bytes]], idempotency_key: str
 ) -> Post:
     """The post, with each media item's bytes and (for platforms that fetch by URL) its
     signed link.
     """
     items = tuple(
         MediaItem(
-            filename=f"{row.sha256[:16]}.{row.content_type.rsplit('/', 1)[-1]}",
-            content_type=row.content_type,
+            filename=f"{ref.sha256[:16]}.{ref.content_type.rsplit('/', 1)[-1]}",
+            content_type=ref.content_type,
             data=data,
-            alt_text=row.alt_text,
-            public_url=url,
+            alt_text=ref.alt_text,
+            public_url=ref.public_url,
         )
-        for row, data, url in media
+        for ref, data in media
     )
     return Post(
         text=composed.text, media=items, spans=composed.spans, idempotency_key=idempotency_key

@@ -63,7 +63,7 @@ from plexus.providers.base import (
     Published,
 )
 from plexus.publishing import repository, states, throttle
-from plexus.publishing.compose import compose, post_of
+from plexus.publishing.compose import Composed, MediaRef, compose, post_of
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -95,7 +95,7 @@ class Job:
     idempotency_key: str
     attempts: int
     claimed_at: datetime
-    post: Post
+    planned: Planned
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,22 +153,43 @@ def _audit(
     )
 
 
-def _compose_post(
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A post's text and the media it refers to, read in a transaction."""
+
+    composed: Composed
+    media: tuple[MediaRef, ...]
+
+    def post(self, rt: Runtime, idempotency_key: str, *, with_bytes: bool = True) -> Post:
+        """The post; the media bytes are read from the storage now (call it with no
+        transaction open). Without bytes, for looking the post up.
+        """
+        storage = storage_for(rt.settings)
+        media = []
+        for ref in self.media:
+            data = b""
+            if with_bytes:
+                with storage.open(ref.sha256) as stream:
+                    data = stream.read()
+            media.append((ref, data))
+        return post_of(self.composed, media, idempotency_key)
+
+
+def _plan(
     rt: Runtime, session: Session, publication: Publication, capabilities: Capabilities
-) -> Post:
+) -> Planned:
     snapshot = content_service.version_snapshot(
         session, publication.workspace_id, publication.content_id, publication.version
     )
     if snapshot is None:
         raise NotFound("the content is gone")
     composed = compose(snapshot, publication.connection_id, capabilities)
-    storage = storage_for(rt.settings)
     by_url = capabilities.media.requires_public_url
-    media = []
-    for row in workspace_media(session, publication.workspace_id, composed.media_ids):
-        with storage.open(row.sha256) as stream:
-            media.append((row, stream.read(), links.public_url(rt, row) if by_url else None))
-    return post_of(composed, media, publication.idempotency_key)
+    refs = tuple(
+        MediaRef.of(row, links.public_url(rt, row) if by_url else None)
+        for row in workspace_media(session, publication.workspace_id, composed.media_ids)
+    )
+    return Planned(composed, refs)
 
 
 # --------------------------------------------------------------------------- claim
@@ -221,7 +242,7 @@ def claim(  # noqa: PLR0911 - one answer per reason not to send now
         )
         if not moved:
             return None
-        post = _compose_post(rt, session, publication, capabilities)
+        planned = _plan(rt, session, publication, capabilities)
         return Job(
             publication_id=publication.id,
             workspace_id=publication.workspace_id,
@@ -232,7 +253,7 @@ def claim(  # noqa: PLR0911 - one answer per reason not to send now
             idempotency_key=publication.idempotency_key,
             attempts=publication.attempts + 1,
             claimed_at=now,
-            post=post,
+            planned=planned,
         )
 
 
@@ -359,14 +380,31 @@ def run(rt: Runtime, publication_id: int) -> Outcome:
         return Outcome("skipped")
     if isinstance(claimed, Deferred):
         return Outcome(states.QUEUED, next_run=claimed.until)
-    return _send(rt, claimed)
+    post = _with_media(rt, claimed)
+    if isinstance(post, Outcome):
+        return post
+    return _send(rt, claimed, post)
 
 
-def _send(rt: Runtime, job: Job) -> Outcome:  # noqa: PLR0911 - one outcome per kind of error
+def _with_media(rt: Runtime, job: Job) -> Post | Outcome:
+    """The post with its media bytes, or (the storage failing; nothing was sent) the
+    publication back in the queue for a later attempt.
+    """
+    try:
+        return job.planned.post(rt, job.idempotency_key)
+    except OSError as error:
+        log.warning("publish_media_unreadable", publication_id=job.publication_id)
+        when = utcnow() + timedelta(seconds=rt.settings.publish_backoff_base_seconds)
+        reason = f"its media could not be read ({type(error).__name__})"
+        _outcome(rt, job, states.QUEUED, reason, next_attempt_at=when)
+        return Outcome(states.QUEUED, next_run=when)
+
+
+def _send(rt: Runtime, job: Job, post: Post) -> Outcome:  # noqa: PLR0911 - one per kind of error
     settings = rt.settings
     try:
         result = calls.with_connection(
-            rt, job.connection_id, lambda provider, link: provider.publish(link, job.post)
+            rt, job.connection_id, lambda provider, link: provider.publish(link, post)
         )
     except ProviderRetryable as error:
         if error.maybe_delivered:
@@ -440,7 +478,7 @@ def _lookup_of(rt: Runtime, publication_id: int) -> _Lookup | None:
         provider = build_provider(rt.settings, connection.provider)
         capabilities = capabilities_of(provider, connection)
         try:
-            post = _compose_post(rt, session, publication, capabilities)
+            planned = _plan(rt, session, publication, capabilities)
         except NotFound:
             _fail(rt, session, publication, "the content or its version is gone")
             return None
@@ -448,7 +486,7 @@ def _lookup_of(rt: Runtime, publication_id: int) -> _Lookup | None:
         return _Lookup(
             publication_id=publication.id,
             connection_id=publication.connection_id,
-            post=post,
+            post=planned.post(rt, publication.idempotency_key, with_bytes=False),
             since=since,
             idempotent=capabilities.idempotent_publish,
             attempts=publication.reconcile_attempts + 1,
