@@ -50,6 +50,11 @@ def test_providers_describe_what_they_can_do(sandbox_client, owner):
     assert sandbox_info["configured"] is True
     assert sandbox_info["capabilities"]["text"]["max_length"] == 500
     assert sandbox_info["capabilities"]["rate_limits"][0]["requests"] == 60
+    assert sandbox_info["capabilities"]["idempotent_publish"] is True
+    instagram = by_name["instagram"]["capabilities"]
+    assert instagram["text"]["max_hashtags"] == 30
+    assert instagram["media"]["min_aspect_ratio"] == 0.8
+    assert by_name["telegram"]["capabilities"]["rich_text"] is True
 
 
 def test_connect_sandbox_with_no_external_step(sandbox_client, sandbox_runtime, owner, sandbox):

@@ -212,6 +212,8 @@ class Capabilities:
                 "max_length": self.text.max_length,
                 "counting": self.text.counting.value,
                 "required": self.text.required,
+                "max_hashtags": self.text.max_hashtags,
+                "url_length": self.text.url_length,
             },
             "media": {
                 "max_items": media.max_items,
@@ -222,6 +224,9 @@ class Capabilities:
                 "requires_public_url": media.requires_public_url,
                 "required": media.required,
                 "max_alt_text": media.max_alt_text,
+                "min_aspect_ratio": media.min_aspect_ratio,
+                "max_aspect_ratio": media.max_aspect_ratio,
+                "max_video_seconds": media.max_video_seconds,
             },
             "rate_limits": [
                 {"requests": r.requests, "per_seconds": r.per_seconds, "scope": r.scope}
