@@ -29,7 +29,14 @@ MIN_PRODUCTION_BCRYPT_ROUNDS: Final = 10
 #: must be at least MIN_SECRET_BYTES long in production, and is generated in development.
 SECRET_FIELDS: Final = ("audit_key", "password_pepper", "token_key", "index_key", "master_key")
 #: Further secrets that may come from ``PLEXUS_<NAME>_FILE`` but are optional.
-EXTRA_SECRET_FIELDS: Final = ("master_key_previous", "vault_token", "database_url", "redis_url")
+EXTRA_SECRET_FIELDS: Final = (
+    "master_key_previous",
+    "vault_token",
+    "database_url",
+    "redis_url",
+    "media_s3_access_key_id",
+    "media_s3_secret_access_key",
+)
 #: Per-provider settings: ``PLEXUS_PROVIDER_<NAME>_<KEY>``; keys ending like these are secrets.
 PROVIDER_PREFIX: Final = "PLEXUS_PROVIDER_"
 PROVIDER_SECRET_SUFFIXES: Final = ("secret", "token", "key", "password")
@@ -153,6 +160,26 @@ class Settings(BaseSettings):
     media_max_video_seconds: int = Field(default=900, ge=1, le=86_400)
     #: Total bytes of media one workspace may store.
     media_workspace_quota_bytes: int = Field(default=5 * 1_073_741_824, ge=0)
+    #: Where media bytes live: a folder under data_dir, or an S3-compatible bucket.
+    media_storage: Literal["local", "s3"] = "local"
+    media_s3_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    #: Only for S3-compatible services (MinIO, Ceph, R2); unset = AWS's endpoint of the
+    #: region. No credentials, query or fragment in it.
+    media_s3_endpoint_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/?#@]+(?:/[^\s?#@]*)?$"
+    )
+    media_s3_region: str = Field(default="us-east-1", pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    #: Static credentials (both or neither); without them only the platform's role
+    #: credentials are used (plexus.media.s3 says which).
+    media_s3_access_key_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9+/=_.-]{1,128}$")
+    media_s3_secret_access_key: SecretStr | None = None
+    #: Folder of the bucket the objects go under: empty, or path segments each ending in "/".
+    media_s3_prefix: str = Field(
+        default="", max_length=256, pattern=r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*/)*$"
+    )
+    media_s3_path_style: bool = False
+    media_s3_sse: Literal["AES256", "none"] = "AES256"
+    media_s3_ca_file: Path | None = None
     #: How long a worker holds a publication it is sending. Past it, the dispatcher takes
     #: the worker for dead and reconciles; it must exceed the longest publish (uploads
     #: included), or a slow one still in flight would be looked up before it lands.
@@ -187,6 +214,19 @@ class Settings(BaseSettings):
         for item in value:
             ipaddress.ip_network(item, strict=False)
         return value
+
+    @field_validator(
+        "media_s3_bucket",
+        "media_s3_endpoint_url",
+        "media_s3_access_key_id",
+        "media_s3_secret_access_key",
+        "media_s3_ca_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # ``PLEXUS_MEDIA_S3_ENDPOINT_URL=`` (as an env file leaves it) means "not set".
+        return None if value == "" else value
 
     @field_validator("master_key")
     @classmethod
@@ -290,8 +330,11 @@ class Settings(BaseSettings):
         """Every secret value in use, for the log redactor to recognise anywhere."""
         values = [self.secret(n) for n in SECRET_FIELDS if getattr(self, n) is not None]
         values.extend(self.previous_master_keys())
-        if self.vault_token is not None and self.vault_token.get_secret_value():
-            values.append(self.vault_token.get_secret_value())
+        values.extend(
+            optional.get_secret_value()
+            for optional in (self.vault_token, self.media_s3_secret_access_key)
+            if optional is not None and optional.get_secret_value()
+        )
         values.extend(
             v.get_secret_value()
             for k, v in self.provider_config.items()
@@ -471,11 +514,55 @@ def _key_provider_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def _is_loopback_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _media_storage_problems(settings: Settings) -> list[str]:
+    if settings.media_storage != "s3":
+        return []
+    problems: list[str] = []
+    if settings.media_s3_bucket is None:
+        problems.append("PLEXUS_MEDIA_STORAGE=s3 needs PLEXUS_MEDIA_S3_BUCKET")
+    secret = settings.media_s3_secret_access_key
+    if (settings.media_s3_access_key_id is None) != (secret is None):
+        problems.append(
+            "PLEXUS_MEDIA_S3_ACCESS_KEY_ID and PLEXUS_MEDIA_S3_SECRET_ACCESS_KEY are set "
+            "together or not at all"
+        )
+    if settings.media_s3_ca_file is not None and not Path(settings.media_s3_ca_file).is_file():
+        problems.append("PLEXUS_MEDIA_S3_CA_FILE names a file that does not exist")
+    if not settings.is_production:
+        return problems
+    endpoint = settings.media_s3_endpoint_url
+    if (
+        endpoint is not None
+        and not endpoint.startswith("https://")
+        and not _is_loopback_url(endpoint)
+    ):
+        problems.append(
+            "PLEXUS_MEDIA_S3_ENDPOINT_URL must be an https:// address in production "
+            "(http only for a loopback address)"
+        )
+    if secret is not None and _is_placeholder(secret.get_secret_value()):
+        problems.append("PLEXUS_MEDIA_S3_SECRET_ACCESS_KEY is a placeholder value")
+    return problems
+
+
 def check_settings(settings: Settings) -> list[str]:
     """Return one line per problem that makes these settings unsafe for their environment."""
     if not settings.is_production:
-        return _key_provider_problems(settings)
+        return [*_key_provider_problems(settings), *_media_storage_problems(settings)]
     problems = _secret_problems(settings)
+    problems.extend(_media_storage_problems(settings))
     problems.extend(
         p for p in _key_provider_problems(settings) if not p.startswith("PLEXUS_MASTER_KEY is")
     )

@@ -4,7 +4,8 @@ SQLite (WAL, foreign keys, busy timeout) is the embedded default; PostgreSQL thr
 psycopg 3 is the production database. Services never commit: a request or a task commits
 once, at its edge, through ``unit_of_work``; callbacks registered with ``after_commit``
 (jobs to enqueue, webhooks to send) run only once that commit has succeeded, and are
-dropped on rollback.
+dropped on rollback. Callbacks registered with ``after_rollback`` (undoing what cannot
+be part of the transaction, such as a stored file) run only when it does not commit.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from plexus.kit.logging import get_logger
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from plexus.config import Settings
 
+log = get_logger("plexus.db")
+
 _AFTER_COMMIT: Final = "plexus_after_commit"
+_AFTER_ROLLBACK: Final = "plexus_after_rollback"
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
 
 
@@ -87,12 +93,25 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
+def after_rollback(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's current transaction ends without committing
+    (rolled back, closed, or its commit failed); drop it when it commits.
+
+    The callback runs after the database has rolled back, outside any transaction; what
+    it raises is logged, never raised, so it cannot hide the error behind the rollback.
+    """
+    if not session.in_transaction():
+        session.begin()
+    session.info.setdefault(_AFTER_ROLLBACK, []).append(callback)
+
+
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
     # SQLAlchemy also fires after_commit when a SAVEPOINT is released; only the outermost
     # commit makes the work durable.
     if session.in_nested_transaction():
         return
+    session.info.pop(_AFTER_ROLLBACK, None)
     callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
     for callback in callbacks:
         callback()
@@ -101,9 +120,17 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_transaction_end")
 def _drop_after_commit(session: Session, transaction: SessionTransaction) -> None:
     # Fires after after_commit for a committed transaction (its callbacks already ran and
-    # were popped) and for every rolled-back or closed one, whose callbacks must not run.
-    if transaction.parent is None:
-        session.info.pop(_AFTER_COMMIT, None)
+    # were popped) and for every rolled-back or closed one, whose after-commit callbacks
+    # must not run and whose after-rollback callbacks now must.
+    if transaction.parent is not None:
+        return
+    session.info.pop(_AFTER_COMMIT, None)
+    callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_ROLLBACK, [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("after_rollback_failed")
 
 
 @contextmanager

@@ -33,6 +33,8 @@ MAX_IMAGE_BYTES = 200_000
 MAX_PIXELS = 1_000_000
 #: An EBML header with DocType "webm".
 WEBM_HEAD = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\x82\x84webm"
+#: An EBML header with DocType "matroska".
+MATROSKA_HEAD = b"\x1a\x45\xdf\xa3\x8f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\x82\x88matroska"
 FTYP = b"isom\x00\x00\x02\x00isommp42"
 
 
@@ -170,14 +172,15 @@ def _refusal_cases() -> dict[str, tuple[bytes, str, int]]:
         "pdf": (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n", "a.png", 415),
         "rar": (b"Rar!\x1a\x07\x01\x00" + b"\x00" * 64, "a.gif", 415),
         "truncated png": (_image("PNG")[:40], "a.png", 415),
-        "animated gif": (
-            _image("GIF", mode="P", save_all=True, append_images=[Image.new("P", (32, 24), 3)]),
-            "a.gif",
+        "animated png": (
+            _image("PNG", save_all=True, append_images=[Image.new("RGB", (32, 24), "blue")]),
+            "a.png",
             415,
         ),
         "pixel bomb png": (_pixel_bomb_png(), "bomb.png", 413),
         "png over the pixel limit": (_pixel_bomb_png(2_000, 501), "wide.png", 413),
-        "webm": (WEBM_HEAD + b"\x00" * 64, "v.webm", 415),
+        "webm that is only a header": (WEBM_HEAD + b"\x00" * 64, "v.webm", 415),
+        "matroska": (MATROSKA_HEAD + b"\x18\x53\x80\x67\x80", "v.mkv", 415),
         "mp4 too long": (_mp4(timescale=1000, duration=61_000), "v.mp4", 413),
         "mp4 without mvhd": (
             _box(b"ftyp", FTYP) + _box(b"moov", b"") + _box(b"mdat", b"x"),

@@ -90,6 +90,7 @@ def _findings(settings: Settings) -> list[Finding]:
             )
     finally:
         rt.dispose()
+    findings.extend(_storage_findings(settings))
     if settings.tls_cert_file is not None:
         findings.extend(certificate_findings(settings.tls_cert_file))
     elif settings.trusted_proxies:
@@ -98,6 +99,21 @@ def _findings(settings: Settings) -> list[Finding]:
         level = "fail" if settings.is_production else "warn"
         findings.append(Finding(level, "tls", "plain HTTP (no certificate, no trusted proxy)"))
     return findings
+
+
+def _storage_findings(settings: Settings) -> list[Finding]:
+    """Whether the S3 bucket answers, when media live in one (nothing to check otherwise)."""
+    if settings.media_storage != "s3":
+        return []
+    from plexus.media.s3 import S3Storage  # boto3 loads only where S3 is configured
+    from plexus.media.storage import MediaStorageUnavailable
+
+    storage = S3Storage.for_settings(settings)
+    try:
+        storage.check_bucket()
+    except MediaStorageUnavailable as exc:
+        return [Finding("fail", "storage", f"s3 bucket {storage.bucket}: {exc}")]
+    return [Finding("ok", "storage", f"s3 bucket {storage.bucket} answers")]
 
 
 def _vault_findings(rt: Runtime) -> list[Finding]:
@@ -142,7 +158,9 @@ def _vault_findings(rt: Runtime) -> list[Finding]:
 
 
 def doctor() -> None:
-    """Check settings, database, queue, Redis and the TLS certificate; exit 1 on a failure."""
+    """Check settings, database, queue, Redis, the media bucket (when S3 is configured) and
+    the TLS certificate; exit 1 on a failure.
+    """
     settings = settings_or_exit()
     findings = _findings(settings)
     marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}

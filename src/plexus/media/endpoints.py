@@ -50,7 +50,7 @@ async def upload(
     content_disposition: Annotated[str | None, Header()] = None,
     content_length: Annotated[str | None, Header()] = None,
 ) -> MediaRead:
-    """Upload one image (JPEG, PNG, GIF, WebP) or video (MP4, MOV) as the raw body.
+    """Upload one image (JPEG, PNG, GIF, WebP) or video (MP4, MOV, WebM) as the raw body.
 
     201 with the new media; 200 with the existing one when the workspace already has the
     same (cleaned) file.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from plexus.models.media import Media
 
@@ -85,6 +85,23 @@ class MediaRepository:
     def delete(self, media: Media) -> None:
         self.session.delete(media)
         self.session.flush()
+
+
+def lock_hash(session: Session, sha256: str) -> None:
+    """Hold the lock on the stored bytes of ``sha256`` until the transaction ends.
+
+    Storing bytes and committing their row, and checking that no row uses them and
+    deleting them, each happen under it, so neither can come between the other's steps.
+    PostgreSQL: a transaction-level advisory lock keyed by the hash's first 8 bytes (the
+    one-key space, apart from the two-key locks of connection refreshes; two hashes
+    sharing 8 bytes only wait for each other). SQLite: every transaction begins with
+    ``BEGIN IMMEDIATE`` and holds the database's write lock, which serialises them all
+    (one host, every process), so beginning the transaction is taking the lock.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        key = int.from_bytes(bytes.fromhex(sha256[:16]), "big", signed=True)
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def hash_in_use(session: Session, sha256: str) -> bool:

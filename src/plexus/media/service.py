@@ -38,12 +38,18 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from plexus.audit.events import Actor, AuditEventType, Target
-from plexus.db import after_commit, unit_of_work
+from plexus.db import after_commit, after_rollback, unit_of_work
 from plexus.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
 from plexus.media import sniff
 from plexus.media.images import clean_image
-from plexus.media.repository import PENDING_REVIEW, READY, MediaRepository, hash_in_use
-from plexus.media.storage import LocalStorage
+from plexus.media.repository import (
+    PENDING_REVIEW,
+    READY,
+    MediaRepository,
+    hash_in_use,
+    lock_hash,
+)
+from plexus.media.storage import LocalStorage, MediaStorage
 from plexus.media.video import video_duration
 from plexus.models.base import utcnow
 from plexus.models.media import MAX_FILENAME_CHARS, Media
@@ -84,7 +90,15 @@ class _Owner:
         return cls(principal.workspace_id, principal.actor, principal.user_id, READY)
 
 
-def storage_for(settings: Settings) -> LocalStorage:
+def storage_for(settings: Settings) -> MediaStorage:
+    """The storage ``PLEXUS_MEDIA_STORAGE`` chooses: the local folder, or the S3 bucket
+    (through one client per set of S3 settings).
+    """
+    if settings.media_storage == "s3":
+        # Imported here: boto3 takes about half a second to load, and only S3 needs it.
+        from plexus.media.s3 import S3Storage
+
+        return S3Storage.for_settings(settings)
     return LocalStorage.for_settings(settings)
 
 
@@ -231,7 +245,7 @@ def _check(upload: _Upload, settings: Settings, temp_dir: Path, kinds: Collectio
         raise PayloadTooLarge(f"The limit for images is {settings.media_max_image_bytes} bytes.")
     sniff.refuse_polyglots(upload.path)
     if kind.kind == "video":
-        seconds = video_duration(upload.path, settings.media_max_video_seconds)
+        seconds = video_duration(upload.path, kind.content_type, settings.media_max_video_seconds)
         return _Checked(kind, upload.path, _sha256_of(upload.path), upload.size, duration=seconds)
     assert kind.pil_format is not None  # noqa: S101 - every allowed image kind names one
     clean = clean_image(upload.path, kind.pil_format, settings.media_max_image_pixels)
@@ -279,6 +293,9 @@ def _store(
     session: Session, rt: Runtime, owner: _Owner, checked: _Checked, filename: str | None
 ) -> tuple[Media, bool]:
     repo = MediaRepository(session, owner.workspace_id)
+    # Held until the commit: no clean-up of these bytes between storing them and
+    # committing their row (see ``forget_unreferenced``).
+    lock_hash(session, checked.sha256)
     existing = repo.by_hash(checked.sha256)
     if existing is not None:
         return _reuse(session, rt, owner, existing, filename)
@@ -308,6 +325,9 @@ def _store(
         if raced is None:
             raise
         return _reuse(session, rt, owner, raced, filename)
+    # A transaction that does not commit (its commit failing included) leaves no row for
+    # the bytes: they go again, unless another workspace's row uses them.
+    after_rollback(session, lambda: forget_unreferenced(rt, checked.sha256))
     storage.put(checked.sha256, checked.path)
     _audit_uploaded(session, rt, owner, media)
     return media, True
@@ -477,13 +497,17 @@ def delete_media(session: Session, rt: Runtime, principal: Principal, media_id: 
 def forget_unreferenced(rt: Runtime, sha256: str) -> None:
     """Remove the stored bytes of ``sha256`` when no workspace's media uses them any more.
 
-    Runs after the deletion is committed, in its own transaction.
+    Runs in its own transaction, after a deletion is committed or an upload's transaction
+    did not commit. The check and the removal happen under the hash's lock, which an
+    upload holds from storing the bytes until its row is committed: bytes another upload
+    has just stored for its row are never removed under it.
     """
     with unit_of_work(rt.sessions) as session:
+        lock_hash(session, sha256)
         if hash_in_use(session, sha256):
             return
-    with suppress(FileNotFoundError):
-        storage_for(rt.settings).delete(sha256)
+        with suppress(FileNotFoundError):
+            storage_for(rt.settings).delete(sha256)
 
 
 # --- the review of public uploads --------------------------------------------------------

@@ -39,6 +39,7 @@ ALLOWED: Final[dict[str, Kind]] = {
     "image/webp": Kind("image", "image/webp", "webp", "WEBP"),
     "video/mp4": Kind("video", "video/mp4", "mp4"),
     "video/quicktime": Kind("video", "video/quicktime", "mov"),
+    "video/webm": Kind("video", "video/webm", "webm"),
 }
 
 #: Signatures refused wherever they appear. Each is long enough (five bytes or more) that
@@ -66,7 +67,7 @@ def identify(head: bytes) -> Kind:
     kind = ALLOWED.get(mime)
     if kind is None:
         raise UnsupportedMediaType(
-            "Only JPEG, PNG, GIF and WebP images and MP4 and MOV videos are accepted "
+            "Only JPEG, PNG, GIF and WebP images and MP4, MOV and WebM videos are accepted "
             "(the type is read from the file's content)."
         )
     return kind

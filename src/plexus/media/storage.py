@@ -3,6 +3,11 @@
 ``LocalStorage`` keeps them under ``<data_dir>/media/<aa>/<sha256>``: generated names
 only (never a client's), outside every folder the application serves. Uploads are
 written first to ``<data_dir>/media/tmp/`` (same file system, so storing is a rename).
+``plexus.media.s3.S3Storage`` keeps them in an S3-compatible bucket instead; its uploads
+are checked in the same local temporary folder.
+
+A storage that cannot be reached raises ``MediaStorageUnavailable``, an OSError like the
+ones a failing disk raises, so callers handle every storage the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +24,16 @@ KEY_SHAPE: Final = re.compile(r"[0-9a-f]{64}")
 TEMP_FOLDER: Final = "tmp"
 
 
+class MediaStorageUnavailable(OSError):
+    """The storage did not answer, or refused (never raised for a key that is absent)."""
+
+
 class MediaStorage(Protocol):
     """Content-addressed storage of media bytes; ``key`` is a hex SHA-256."""
+
+    @property
+    def temp_dir(self) -> Path:
+        """A local folder for uploads while they are checked (created on demand, 0700)."""
 
     def put(self, key: str, source: Path) -> None:
         """Store the file at ``source`` under ``key`` (consuming it); idempotent."""
@@ -35,11 +48,19 @@ class MediaStorage(Protocol):
         """Whether bytes are stored under ``key``."""
 
 
-def _checked(key: str) -> str:
+def checked_key(key: str) -> str:
+    """``key`` itself; ValueError unless it is a lower-case hex SHA-256."""
     if not KEY_SHAPE.fullmatch(key):
         msg = "a media storage key is a lower-case hex SHA-256"
         raise ValueError(msg)
     return key
+
+
+def temp_folder(media_root: Path) -> Path:
+    """``<media_root>/tmp``, created 0700 when it is missing."""
+    folder = media_root / TEMP_FOLDER
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
 
 
 class LocalStorage:
@@ -55,12 +76,10 @@ class LocalStorage:
     @property
     def temp_dir(self) -> Path:
         """Where uploads are written while they are checked (created on demand, 0700)."""
-        folder = self.root / TEMP_FOLDER
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return folder
+        return temp_folder(self.root)
 
     def path_of(self, key: str) -> Path:
-        key = _checked(key)
+        key = checked_key(key)
         return self.root / key[:2] / key
 
     def put(self, key: str, source: Path) -> None:

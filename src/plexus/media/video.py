@@ -1,8 +1,9 @@
-"""Videos (MP4 and QuickTime MOV): the container's top-level boxes, and the duration.
+"""Videos: the container's structure, and the duration.
 
-A small, bounded ISO-BMFF reader: it walks the top-level boxes (which must cover the
-file exactly: nothing appended), finds ``moov`` and reads ``mvhd`` for the timescale and
-duration. Only box headers and the movie header are read, whatever the file's size.
+MP4 and QuickTime MOV go through a small, bounded ISO-BMFF reader: it walks the
+top-level boxes (which must cover the file exactly: nothing appended), finds ``moov`` and
+reads ``mvhd`` for the timescale and duration. Only box headers and the movie header are
+read, whatever the file's size. WebM has its own EBML reader (``plexus.media.webm``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import struct
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 from plexus.errors import PayloadTooLarge, UnsupportedMediaType
+from plexus.media.webm import webm_seconds
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -21,6 +23,7 @@ TOP_LEVEL: Final = frozenset(
     | {b"mfra", b"styp", b"sidx", b"meta", b"pnot"}
 )
 MAX_BOXES: Final = 10_000
+WEBM: Final = "video/webm"
 MAX_MVHD_BYTES: Final = 120
 _UNKNOWN_DURATION: Final = {0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF}
 
@@ -74,10 +77,18 @@ def _mvhd_seconds(stream: BinaryIO, payload: int, box_end: int) -> float:
     return float(duration) / float(timescale)
 
 
-def video_duration(path: Path, max_seconds: int) -> float:
-    """The duration of the MP4/MOV at ``path``; 415 when its structure cannot be checked,
-    413 when it is longer than ``max_seconds``.
+def video_duration(path: Path, content_type: str, max_seconds: int) -> float:
+    """The duration of the video at ``path`` (MP4, MOV or WebM, as ``content_type`` says);
+    415 when its structure cannot be checked, 413 when it is longer than ``max_seconds``.
     """
+    seconds = webm_seconds(path) if content_type == WEBM else _iso_seconds(path)
+    if seconds > max_seconds:
+        raise PayloadTooLarge(f"The video lasts {seconds:.0f} s; the limit is {max_seconds} s.")
+    return seconds
+
+
+def _iso_seconds(path: Path) -> float:
+    """The duration of the MP4/MOV at ``path``; 415 when its structure cannot be checked."""
     with path.open("rb") as stream:
         stream.seek(0, 2)
         size = stream.tell()
@@ -95,7 +106,4 @@ def video_duration(path: Path, max_seconds: int) -> float:
         ]
         if len(headers) != 1:
             raise _refuse("it needs exactly one movie header")
-        seconds = _mvhd_seconds(stream, *headers[0])
-    if seconds > max_seconds:
-        raise PayloadTooLarge(f"The video lasts {seconds:.0f} s; the limit is {max_seconds} s.")
-    return seconds
+        return _mvhd_seconds(stream, *headers[0])
