@@ -29,6 +29,11 @@ from plexus.runtime import Runtime, init_runtime
 from plexus.schema import upgrade
 
 CI = os.environ.get("CI", "").lower() == "true"
+# In-process tests log through the production pipeline (JSON lines, redacted, plain
+# tracebacks), as every Plexus process does, instead of structlog's default console
+# renderer, whose rich tracebacks with local variables take seconds to render.
+configure_logging("INFO")
+
 BACKEND = os.environ.get("PLEXUS_TEST_DATABASE", "sqlite")
 PG_ADMIN_URL = os.environ.get(
     "PLEXUS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -188,3 +193,27 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, run only the tests a database backend can change: those that use
+    the test database (``database_url``, which every app, runtime and CLI fixture builds
+    on) or that look at ``BACKEND`` themselves. The rest (providers against their fakes,
+    rendering, pure units) ran already, identically, on SQLite.
+    """
+    if BACKEND != "postgres" or os.environ.get("PLEXUS_TEST_EVERYTHING_TWICE") == "1":
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        module = getattr(item, "module", None)
+        aware = module is not None and (
+            hasattr(module, "BACKEND") or hasattr(module, "PG_ADMIN_URL")
+        )
+        if aware or "database_url" in getattr(item, "fixturenames", ()):
+            keep.append(item)
+        else:
+            drop.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
