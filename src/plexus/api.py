@@ -79,4 +79,8 @@ def build_api_router() -> APIRouter:
 
     router.include_router(upload_links_router)
     router.include_router(public_uploads_router)
+
+    from plexus.webhooks_out.endpoints import router as webhooks_router
+
+    router.include_router(webhooks_router)
     return router

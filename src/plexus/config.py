@@ -193,6 +193,17 @@ class Settings(BaseSettings):
     publish_backoff_max_seconds: float = Field(default=3600.0, ge=1, le=86_400)
     #: Look-ups of an unconfirmed publication before it waits for a person.
     publish_max_reconcile_attempts: int = Field(default=10, ge=1, le=1000)
+    #: Outbound webhooks (docs/webhooks.md): how long a rotated-out secret keeps signing.
+    webhook_secret_overlap_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    #: Retries: exponential from this base, doubled each time, capped; with jitter.
+    webhook_retry_base_seconds: float = Field(default=30.0, ge=0.1, le=3_600)
+    webhook_retry_max_seconds: float = Field(default=21_600.0, ge=1, le=86_400)
+    #: No attempt is scheduled later than this after an event's first attempt.
+    webhook_retry_window_seconds: int = Field(default=3 * 86_400, ge=60, le=30 * 86_400)
+    #: An endpoint whose every delivery has failed for this long is disabled.
+    webhook_disable_after_seconds: int = Field(default=5 * 86_400, ge=60, le=90 * 86_400)
+    #: Total time one delivery may take (connect, send, read the capped answer).
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
 
     @classmethod
     def settings_customise_sources(

@@ -61,6 +61,10 @@ def init_runtime(settings: Settings) -> Runtime:
     secretbox = build_vault(settings)
     sessions = make_session_factory(engine)
     audit = AuditService(settings.secret("audit_key").encode())
+    # Outbound webhook events are derived from audit events, in the same transaction.
+    from plexus.webhooks_out.service import on_audit_event
+
+    audit.add_listener(on_audit_event)
     limiter = RateLimiter(settings)
     built = Runtime(
         settings=settings,

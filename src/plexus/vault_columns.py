@@ -48,6 +48,15 @@ OAUTH_FLOW: Final = SealedColumn("oauth_flows", "id", "flow_sealed", "oauth_flow
 OAUTH_CLIENT_SECRET: Final = SealedColumn(
     "oauth_clients", "id", "client_secret_sealed", "oauth_clients:client_secret:{id}"
 )
+WEBHOOK_SECRET: Final = SealedColumn(
+    "webhook_endpoints", "id", "secret_sealed", "webhook_endpoints:secret:{id}"
+)
+WEBHOOK_PREVIOUS_SECRET: Final = SealedColumn(
+    "webhook_endpoints",
+    "id",
+    "previous_secret_sealed",
+    "webhook_endpoints:previous_secret:{id}",
+)
 
 SEALED_COLUMNS: Final[tuple[SealedColumn, ...]] = (
     TOTP_SECRET,
@@ -58,4 +67,6 @@ SEALED_COLUMNS: Final[tuple[SealedColumn, ...]] = (
     CONNECTION_CREDENTIALS,
     OAUTH_FLOW,
     OAUTH_CLIENT_SECRET,
+    WEBHOOK_SECRET,
+    WEBHOOK_PREVIOUS_SECRET,
 )

@@ -34,6 +34,7 @@ TASK_MODULES: Final = (
     "plexus.audit.tasks",
     "plexus.connections.tasks",
     "plexus.publishing.tasks",
+    "plexus.webhooks_out.tasks",
 )
 P = ParamSpec("P")
 

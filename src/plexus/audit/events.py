@@ -94,6 +94,13 @@ class AuditEventType(StrEnum):
     UPLOAD_SUBMISSION_RECEIVED = "upload:submission:received"
     UPLOAD_SUBMISSION_ACCEPTED = "upload:submission:accepted"
     UPLOAD_SUBMISSION_REJECTED = "upload:submission:rejected"
+    # Outbound webhooks
+    WEBHOOK_ENDPOINT_CREATED = "webhook:endpoint:created"
+    WEBHOOK_ENDPOINT_UPDATED = "webhook:endpoint:updated"
+    WEBHOOK_ENDPOINT_DELETED = "webhook:endpoint:deleted"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook:endpoint:disabled"
+    WEBHOOK_SECRET_ROTATED = "webhook:secret:rotated"  # noqa: S105 - an event name
+    WEBHOOK_DELIVERY_REPLAYED = "webhook:delivery:replayed"
 
 
 class AuditResult(StrEnum):

@@ -23,7 +23,7 @@ from plexus.models.audit import AuditChainHead, AuditEvent
 from plexus.models.base import utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from sqlalchemy.orm import Session
 
@@ -83,6 +83,14 @@ class AuditService:
             raise ValueError(msg)
         self._key = key
         self.key_id = key_id_for(key)
+        self._listeners: list[Callable[[Session, AuditEvent], None]] = []
+
+    def add_listener(self, listener: Callable[[Session, AuditEvent], None]) -> None:
+        """Call ``listener(session, row)`` after every recorded event, in the same
+        transaction (outbound webhooks are derived here: they commit, or roll back, with
+        the event that caused them).
+        """
+        self._listeners.append(listener)
 
     def record(  # noqa: PLR0913 - the audit record has this many parts by definition
         self,
@@ -132,6 +140,8 @@ class AuditService:
         head.seq, head.mac = row.seq, row.mac
         head.head_mac = _head_mac(self._key, chain, row.seq, row.mac)
         session.flush()
+        for listener in self._listeners:
+            listener(session, row)
         return row
 
     def _locked_head(self, repo: AuditRepository, chain: str) -> AuditChainHead:

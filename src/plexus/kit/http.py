@@ -2,18 +2,22 @@
 ``.netrc``, and a guard against server-side request forgery for hosts a user typed in.
 
 ``outbound_client(guarded=True)`` refuses to connect to loopback, private, link-local,
-multicast and reserved addresses (unless an operator allowed those networks). The check is
-made on the address actually connected to, after name resolution, so a host name that
-resolves to an internal address (DNS rebinding included) is refused as well. Redirects are
-never followed: a platform's redirect to an internal host cannot bypass the guard.
+shared (CGNAT), multicast and reserved addresses, IPv4 addresses embedded in IPv6 that are
+any of those (unless an operator allowed those networks), and IPv4 literals in legacy forms
+(decimal, octal, hex, short), which resolvers disagree on. The check is made on the
+address actually connected to, after name resolution, so a host name that resolves to an
+internal address (DNS rebinding included) is refused as well. Redirects are never
+followed: a platform's redirect to an internal host cannot bypass the guard.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -77,6 +81,106 @@ class DestinationPolicy:
         return is_public_address(address)
 
 
+class DestinationRefused(ValueError):
+    """A user-given URL or host that a guarded client must not reach; the message says why
+    and is safe to show to the person who typed it.
+    """
+
+
+#: A host made only of digits, hex and dots: an IPv4 address in one of the legacy forms
+#: ``inet_aton`` accepts (``2130706433``, ``017700000001``, ``0x7f.1``, ``127.1``).
+_NUMERIC_HOST = re.compile(
+    r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}\.?",
+    re.IGNORECASE,
+)
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+MAX_URL_LENGTH: Final = 2000
+
+
+def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address of an IP literal host, or None for a name. Legacy IPv4 forms are
+    refused rather than interpreted: resolvers, proxies and libraries disagree on them.
+    """
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(bare.split("%", 1)[0] if ":" in bare else bare)
+    except ValueError:
+        if _NUMERIC_HOST.fullmatch(bare):
+            msg = f"{host} is an IPv4 address in a legacy form; write it as a.b.c.d"
+            raise DestinationRefused(msg) from None
+        return None
+    if "%" in bare:
+        msg = "zoned IPv6 addresses are not allowed"
+        raise DestinationRefused(msg)
+    return address
+
+
+def resolve_permitted(
+    host: str, port: int, policy: DestinationPolicy
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every address ``host`` resolves to, if the policy permits all of them; raises
+    ``DestinationRefused`` otherwise (a name that resolves to one internal address among
+    public ones is refused too: a client could be made to pick it).
+    """
+    literal = _literal(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        name = host.removesuffix(".")
+        if not name or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+            msg = f"{host!r} is not a valid host name"
+            raise DestinationRefused(msg)
+        try:
+            infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            msg = f"{name} cannot be resolved"
+            raise DestinationRefused(msg) from None
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    if not addresses:
+        msg = f"{host} has no address"
+        raise DestinationRefused(msg)
+    if not all(policy.permits(a) for a in addresses):
+        msg = f"{host} resolves to an address that is not allowed (internal or reserved)"
+        raise DestinationRefused(msg)
+    return addresses
+
+
+def check_url(url: str, policy: DestinationPolicy, *, https_only: bool) -> str:
+    """Validate a user-given URL for a guarded client and resolve its host now.
+
+    Refused: other schemes than https (and http when ``https_only`` is false), user-info
+    (``https://a@host``), a missing host, legacy IPv4 forms, and hosts resolving to an
+    address the policy does not permit. Returns the URL unchanged. The connect-time check
+    of the guarded client still runs at every request (DNS answers change).
+    """
+    if len(url) > MAX_URL_LENGTH or not url.isprintable() or any(c.isspace() for c in url):
+        msg = "the URL is too long or holds spaces or control characters"
+        raise DestinationRefused(msg)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        msg = "the URL cannot be parsed"
+        raise DestinationRefused(msg) from None
+    allowed = ("https",) if https_only else ("https", "http")
+    if parts.scheme.lower() not in allowed:
+        msg = "the URL must start with https://" if https_only else "the URL must be http(s)"
+        raise DestinationRefused(msg)
+    if "@" in parts.netloc or parts.username is not None:
+        msg = "user names and passwords in the URL are not allowed"
+        raise DestinationRefused(msg)
+    if parts.fragment:
+        msg = "the URL must not have a fragment"
+        raise DestinationRefused(msg)
+    host = parts.hostname
+    if not host:
+        msg = "the URL has no host"
+        raise DestinationRefused(msg)
+    default = 443 if parts.scheme.lower() == "https" else 80
+    resolve_permitted(host, port or default, policy)
+    return url
+
+
 class _GuardedBackend(httpcore.SyncBackend):
     """Resolves the host itself, checks every address, and connects to a checked one."""
 
@@ -92,12 +196,10 @@ class _GuardedBackend(httpcore.SyncBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> NetworkStream:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}") from exc
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-        if not addresses or not all(self._policy.permits(a) for a in addresses):
-            raise httpcore.ConnectError(f"{host} resolves to an address that is not allowed")
+            addresses = resolve_permitted(host, port, self._policy)
+        except DestinationRefused as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        # Connect to the address just checked: a second look-up could answer differently.
         return super().connect_tcp(
             str(addresses[0]),
             port,

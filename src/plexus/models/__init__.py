@@ -26,6 +26,7 @@ from plexus.models.identity import (
 )
 from plexus.models.media import Media
 from plexus.models.webauthn import WebAuthnChallenge, WebAuthnCredential
+from plexus.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = [
     "ApiKey",
@@ -54,5 +55,8 @@ __all__ = [
     "User",
     "WebAuthnChallenge",
     "WebAuthnCredential",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "Workspace",
 ]

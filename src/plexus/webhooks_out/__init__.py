@@ -1,0 +1,1 @@
+"""Outbound webhooks: signed deliveries of workspace events to endpoints its admins chose."""
