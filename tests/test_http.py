@@ -53,14 +53,15 @@ def limited(env_vars):
     env = dict(
         env_vars,
         # Wide enough that ordinary test routes never hit it on a loaded 2-core machine,
-        # short against the slow route's 4 s.
-        PLEXUS_REQUEST_DEADLINE_SECONDS="1.5",
+        # short against the slow route's 6 s. (1.5 s was exceeded by ordinary 500 routes
+        # while the crash-safety test's workers loaded both cores.)
+        PLEXUS_REQUEST_DEADLINE_SECONDS="2.5",
         PLEXUS_MAX_BODY_BYTES="2048",
         PLEXUS_CORS_ORIGINS="https://app.example.org",
     )
     rt = init_runtime(load_settings(environ=env))
     app = create_app(rt.settings, rt)
-    state = mount_test_routes(app, slow_seconds=4.0)
+    state = mount_test_routes(app, slow_seconds=6.0)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, state, rt
     rt.dispose()
