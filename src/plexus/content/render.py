@@ -32,6 +32,7 @@ from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 
 from plexus.providers.base import SpanKind, TextSpan
+from plexus.providers.mastodon.text import URL_RE
 from plexus.providers.spans import (
     SAFE_SCHEMES,
     bluesky_link_facets,
@@ -85,8 +86,9 @@ MASTODON_TAGS: Final = frozenset({"p", "br", "a"})
 LINK_REL: Final = "noopener noreferrer nofollow"
 #: Elements removed with everything inside them, should one ever reach the sanitiser.
 _DROPPED_WITH_CONTENT: Final = frozenset({"script", "style", "template", "noscript"})
-#: A URL as Mastodon links one in a status: http(s), up to white space.
-_MASTODON_URL: Final = re.compile(r"(?<![\w/.@])https?://[^\s<>\"]+", re.IGNORECASE)
+#: Where Mastodon finds a URL in a status: its own extractor's pattern, shared with the
+#: provider's length count.
+_MASTODON_URL: Final = URL_RE
 _URL_TRAILING: Final = ".,:;!?'*"
 BULLET: Final = "• "
 RULE: Final = "———"
